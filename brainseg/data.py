@@ -245,14 +245,15 @@ def preprocess(subject: Subject,
 
 # %% ../nbs/04_data.ipynb #428218e7
 def roi_presence(target, # training target (..., H, W): class ids, IGNORE_INDEX for ignored voxels; numpy or torch
+                 classes=SCORED, # target class ids to report, one column each
                 ):
-    "Multi-hot float32 (..., 8): is scored structure `SCORED[k]` present in each slice? Ignored voxels do not count."
+    "Multi-hot float32 (..., len(classes)): is class `classes[k]` present in each slice? Ignored voxels do not count."
     if isinstance(target, torch.Tensor):
         t = target.flatten(-2)
-        return torch.stack([(t == c).any(-1) for c in SCORED], -1).float()
+        return torch.stack([(t == c).any(-1) for c in classes], -1).float()
     t = np.asarray(target)
     t = t.reshape(t.shape[:-2] + (-1,))
-    return np.stack([(t == c).any(-1) for c in SCORED], -1).astype(np.float32)
+    return np.stack([(t == c).any(-1) for c in classes], -1).astype(np.float32)
 
 # %% ../nbs/04_data.ipynb #a7346b0f
 def take_slab(volume, # (..., Z, Y, X) array
@@ -279,7 +280,7 @@ def _slab_starts(n: int, n_out: int, stride: int) -> list:
 # %% ../nbs/04_data.ipynb #a7e23d48
 class _Volumes(Dataset):
     "Shared state of the datasets: network-layout arrays, per-slice class presence, seeding and augmentation."
-    def __init__(self, items, augment=None, seed: int = 0):
+    def __init__(self, items, augment=None, seed: int = 0, target_fn=None, roi_classes=SCORED):
         items = [x if isinstance(x, Preprocessed) else preprocess(x) for x in items]
         if not items: raise ValueError("no subjects given")
         for p in items:
@@ -288,9 +289,17 @@ class _Volumes(Dataset):
                 raise SubjectError(p.id, f"has modalities {list(p.modalities)} but subject {items[0].id!r} has {list(items[0].modalities)}")
         self.ids, self.modalities = [p.id for p in items], items[0].modalities
         self.images = [np.ascontiguousarray(to_network_layout(p.image)) for p in items]  # (C, Z, Y, X) float32
-        self.targets = [np.ascontiguousarray(to_network_layout(training_target(p.labels))) for p in items]  # (Z, Y, X) uint8
-        self.slice_presence = [roi_presence(t) > 0 for t in self.targets]  # (Z, 8) bool
+        self.target_fn, self.roi_classes = target_fn or training_target, tuple(int(c) for c in roi_classes)
+        self.targets = [np.ascontiguousarray(to_network_layout(self._target(p))) for p in items]  # (Z, Y, X) uint8
+        self.slice_presence = [roi_presence(t, self.roi_classes) > 0 for t in self.targets]  # (Z, R) bool
         self.augment, self.seed, self.epoch = augment, int(seed), 0
+
+    def _target(self, p: Preprocessed) -> np.ndarray:
+        t = np.asarray(self.target_fn(p.labels))
+        if t.shape != p.labels.shape or t.dtype.kind not in 'iu' or t.size and (t.min() < 0 or t.max() > 255):
+            raise SubjectError(p.id, f"target_fn must return integer classes 0..255 of the label map's shape {p.labels.shape}; "
+                               f"found dtype {t.dtype}, shape {t.shape}")
+        return t.astype(np.uint8)
 
     def set_epoch(self, epoch: int):
         "Pick the epoch: random choices are a function of (seed, epoch, sample index) only."
@@ -303,7 +312,7 @@ class _Volumes(Dataset):
     def _sample(self, s: int, image, target, origin, index: int) -> dict:
         if self.augment is not None: image, target = self.augment(image, target, self.rng(index, 1))
         return {'image': torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                'target': torch.from_numpy(target.astype(np.int64)), 'roi': torch.from_numpy(roi_presence(target)),
+                'target': torch.from_numpy(target.astype(np.int64)), 'roi': torch.from_numpy(roi_presence(target, self.roi_classes)),
                 'subject': self.ids[s], 'slice': int(origin[0]), 'origin': torch.tensor(origin, dtype=torch.int64)}
 
 class SlabDataset(_Volumes):
@@ -314,15 +323,17 @@ class SlabDataset(_Volumes):
                  stride: int = 1, # step between slabs, in output slices
                  pad: str = 'replicate', # input slices beyond the volume: 'replicate' or 'constant' (zero)
                  augment=None, # an `Augment`, or None
-                 seed: int = 0): # seed of the augmentation
+                 seed: int = 0, # seed of the augmentation
+                 target_fn=None, # raw label map (X, Y, Z) -> training target; default `labels.training_target`
+                 roi_classes=SCORED): # target classes whose presence 'roi' reports
         if not (k >= 1 and 0 <= margin and k - 2 * margin >= 1 and stride >= 1):
             raise ValueError(f"need k >= 1, margin >= 0, k - 2*margin >= 1 output slices and stride >= 1; "
                              f"found k={k}, margin={margin}, stride={stride}")
         if pad not in ('replicate', 'constant'): raise ValueError(f"pad must be 'replicate' or 'constant', found {pad!r}")
-        super().__init__(items, augment, seed)
+        super().__init__(items, augment, seed, target_fn, roi_classes)
         self.k, self.margin, self.stride, self.pad, self.n_out = k, margin, stride, pad, k - 2 * margin
         self.index = [(s, z) for s, t in enumerate(self.targets) for z in _slab_starts(t.shape[0], self.n_out, stride)]
-        self.presence = np.stack([self.slice_presence[s][z:z + self.n_out].any(0) for s, z in self.index])  # (N, 8)
+        self.presence = np.stack([self.slice_presence[s][z:z + self.n_out].any(0) for s, z in self.index])  # (N, R)
 
     def __len__(self): return len(self.index)
     def __getitem__(self, i: int) -> dict:
@@ -333,9 +344,9 @@ class SlabDataset(_Volumes):
         return self._sample(s, image, target, (z, 0, 0), i)
 
 class SliceDataset(SlabDataset):
-    "2D slices: image (C, Y, X), target (Y, X), roi (8,)."
-    def __init__(self, items, augment=None, seed: int = 0):
-        super().__init__(items, k=1, margin=0, augment=augment, seed=seed)
+    "2D slices: image (C, Y, X), target (Y, X), roi (R,)."
+    def __init__(self, items, augment=None, seed: int = 0, target_fn=None, roi_classes=SCORED):
+        super().__init__(items, k=1, margin=0, augment=augment, seed=seed, target_fn=target_fn, roi_classes=roi_classes)
     def __getitem__(self, i: int) -> dict:
         d = super().__getitem__(i)
         return {**d, 'image': d['image'][:, 0], 'target': d['target'][0], 'roi': d['roi'][0]}
@@ -352,22 +363,25 @@ def _take(volume, origin, size, value) -> np.ndarray:
     return out
 
 class PatchDataset(_Volumes):
-    "3D patches: image (C, D, H, W), target (D, H, W), roi (D, 8); centres on chosen classes with probability `p_class`."
+    "3D patches: image (C, D, H, W), target (D, H, W), roi (D, R); centres on chosen classes with probability `p_class`."
     def __init__(self, items, # `Preprocessed` (or `Subject`) with labels
                  size=(16, 64, 64), # patch (D, H, W) in voxels, network layout
                  per_subject: int = 8, # patches per subject and epoch
                  p_class: float = 0.5, # probability that a patch is centred on one of `classes`
-                 classes=SCORED, # label ids or codes to centre on (drawn uniformly among those the subject has)
+                 classes=None, # ids or codes to centre on (uniformly among those present); default `roi_classes`; target ids with a `target_fn`
                  augment=None, # an `Augment`, or None
-                 seed: int = 0): # seed of the patch positions and the augmentation
+                 seed: int = 0, # seed of the patch positions and the augmentation
+                 target_fn=None, # raw label map (X, Y, Z) -> training target; default `labels.training_target`
+                 roi_classes=SCORED): # target classes whose presence 'roi' reports
         size = tuple(int(n) for n in np.broadcast_to(size, 3))
         if min(size) < 1 or per_subject < 1 or not 0 <= p_class <= 1:
             raise ValueError(f"need size >= 1 per axis, per_subject >= 1 and 0 <= p_class <= 1; "
                              f"found size={size}, per_subject={per_subject}, p_class={p_class}")
-        self.classes = label_ids(classes)
-        if any(c >= N_CLASSES for c in self.classes):
+        if classes is None: classes = roi_classes
+        self.classes = label_ids(classes) if target_fn is None else tuple(int(c) for c in classes)
+        if target_fn is None and any(c >= N_CLASSES for c in self.classes):
             raise ValueError(f"classes must be network classes 0..{N_CLASSES - 1}, found {self.classes} (ignore labels cannot be centres)")
-        super().__init__(items, augment, seed)
+        super().__init__(items, augment, seed, target_fn, roi_classes)
         self.size, self.per_subject, self.p_class = size, per_subject, p_class
         self.voxels = [{c: np.flatnonzero(t == c) for c in self.classes} for t in self.targets]  # flat indices per class
 

@@ -231,6 +231,23 @@ def test_roi_targets_on_a_hand_made_volume():
     np.testing.assert_array_equal(roi_presence(raw)[0], 0)
 
 
+def test_other_task_targets_and_roi_classes(pps):
+    "target_fn and roi_classes make the datasets produce a cascade stage's targets; defaults unchanged."
+    from brainseg.labels import COARSE_TO_FINE
+    st = COARSE_TO_FINE[1]
+    kw = dict(target_fn=st.target, roi_classes=range(1, st.n_classes))
+    for ds in (SlabDataset(pps, k=9, margin=4, **kw), SliceDataset(pps, **kw), PatchDataset(pps, size=(8, 32, 32), per_subject=2, **kw)):
+        np.testing.assert_array_equal(ds.targets[1], to_network_layout(st.target(pps[1].labels)))
+        s = ds[3]
+        assert s['roi'].shape[-1] == 4 and set(s['target'].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}
+        np.testing.assert_array_equal(s['roi'], roi_presence(s['target'], (1, 2, 3, 4)))
+    lesions = PatchDataset(pps, size=(4, 16, 16), per_subject=4, p_class=1.0, classes=[3], **kw)  # stage class 3: lesions
+    assert all((lesions[i]['target'] == 3).any() for i in range(len(lesions)))
+    assert SlabDataset(pps, k=9, margin=4)[0]['roi'].shape == (1, 8) and PatchDataset(pps).classes == SCORED
+    with pytest.raises(SubjectError, match="target_fn must return integer classes 0..255 of the label map's shape"):
+        SliceDataset(pps, target_fn=lambda seg: seg.astype(np.float32))
+
+
 # --- folds -------------------------------------------------------------------------------------------------
 
 IDS = ['1', '4', '5', '7', '14', '070', '148']
