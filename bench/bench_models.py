@@ -9,13 +9,18 @@ import torch
 
 MODELS = ['unet', 'monai_unet', 'base', 'base_cls', 'vnet']
 
+class AsDict(torch.nn.Module):
+    "A network that returns logits, returning {'seg': logits} as brainseg's networks do."
+    def __init__(self, net): super().__init__(); self.net = net
+    def forward(self, x): return {'seg': self.net(x)}
+
 def build(name):
     from brainseg.models import UNet, BaseNet, VNet
     if name == 'unet': return UNet(3, 9), 'slice'
     if name == 'unet4': return UNet(3, 9, features=(32, 64, 128, 256)), 'slice'
     if name == 'monai_unet':
         from monai.networks.nets import UNet as MonaiUNet
-        return MonaiUNet(2, 3, 9, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=2), 'slice'
+        return AsDict(MonaiUNet(2, 3, 9, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=2)), 'slice'
     if name == 'base': return BaseNet(3, 9, class_head=False), 'slab'
     if name == 'base_cls': return BaseNet(3, 9, class_head=True), 'slab'
     if name == 'vnet': return VNet(3, 9, kernel_size=3), 'volume'
@@ -29,7 +34,7 @@ def make_batch(kind, batch, size, device):
     roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (8,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
 
-def one(name, size, batch, steps, defended, device):
+def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     "Run in a child process: time training steps of one model, return figures."
     from torch.utils.flop_counter import FlopCounterMode
     from brainseg.losses import JointLoss
@@ -41,10 +46,8 @@ def one(name, size, batch, steps, defended, device):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     data, n_slices = make_batch(kind, batch, size, device)
     def step(defended=defended):
-        b = mix_adversarial(model, data, loss_fn, eps=0.1, adv_fraction=0.5) if defended else data
-        out = model(b['image'])
-        out = out if isinstance(out, dict) else {'seg': out}
-        loss, _ = loss_fn(out, b)
+        b = mix_adversarial(model, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
+        loss, _ = loss_fn(model(b['image']), b)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     with FlopCounterMode(display=False) as fc: step(defended=False)  # the counter cannot follow autograd.grad
     flops = fc.get_total_flops()
@@ -72,11 +75,12 @@ def main():
     p.add_argument('--size', type=int, default=240); p.add_argument('--batch', type=int, default=8)
     p.add_argument('--steps', type=int, default=3); p.add_argument('--only', nargs='*', default=MODELS)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--adv-fraction', type=float, default=1.0, help='share of a defended batch replaced by FGSM examples')
     p.add_argument('--child', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         name, defended = a.child.split(':')
-        print(json.dumps(one(name, a.size, a.batch, a.steps, defended == '1', a.device))); return
+        print(json.dumps(one(name, a.size, a.batch, a.steps, defended == '1', a.device, a.adv_fraction))); return
     peak = gemm_gflops(a.device)
     print(f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"fp32 GEMM 2048^3: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch}, 3 modalities, 9 classes")
@@ -84,7 +88,7 @@ def main():
     for name in a.only:
         for defended in (False, True):
             r = subprocess.run([sys.executable, __file__, '--child', f"{name}:{int(defended)}", '--size', str(a.size),
-                                '--batch', str(a.batch), '--steps', str(a.steps), '--device', a.device],
+                                '--batch', str(a.batch), '--steps', str(a.steps), '--device', a.device, '--adv-fraction', str(a.adv_fraction)],
                                capture_output=True, text=True)
             if r.returncode: print(f"{name}: failed\n{r.stderr[-2000:]}"); break
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
@@ -99,6 +103,7 @@ def main():
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
     for m in a.only:
         if (m, False) in by and (m, True) in by:
-            print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x (floor ~2x)")
+            print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "
+                  f"(floor 1 + adv_fraction = {1 + a.adv_fraction:.1f}x: one extra forward and backward per attacked sample)")
 
 if __name__ == '__main__': main()
