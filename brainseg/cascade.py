@@ -13,8 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .labels import BACKGROUND, COARSE_TO_FINE, IGNORE_INDEX, StageTask, check_cascade
 from .data import Crop, Preprocessed, to_network_layout, to_subject_layout
-from .models import MODELS, make_model, model_geometry
-from .io import atomic_path, MODALITIES, modality_names
+from .models import MODELS, make_model, model_geometry, save_torch_file, load_torch_file, WeightsFileError
+from .io import MODALITIES, modality_names
 
 # %% auto #0
 __all__ = ['FALLBACKS', 'STAGE_CONFIG', 'CASCADE_FORMAT', 'region_crop', 'StageItem', 'region_mask', 'stage_items',
@@ -323,30 +323,23 @@ Cascade.predict, Cascade.training_items = _predict, _training_items
 # %% ../nbs/08_cascade.ipynb #037e76ea
 CASCADE_FORMAT = 'brainseg.cascade/1'
 
-class CascadeFileError(ValueError):
+class CascadeFileError(WeightsFileError):
     "A cascade file that cannot be read or does not describe a cascade: says which file and what is wrong."
 
 def save_cascade(cascade: Cascade, path) -> Path:
     "Write `cascade` (stages, configs, weights) to one file, atomically."
     path = Path(path)
-    payload = {'format': CASCADE_FORMAT, 'in_channels': cascade.in_channels, 'modalities': list(cascade.modalities),
+    payload = {'in_channels': cascade.in_channels, 'modalities': list(cascade.modalities),
                'stages': [{'name': st.name, 'classes': [[n, list(codes)] for n, codes in st.classes], 'region': st.region}
                           for st in cascade.stages],
                'configs': [dict(c) for c in cascade.configs],
                'state_dicts': [{k: v.detach().cpu() for k, v in net.state_dict().items()} for net in cascade.nets]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp: torch.save(payload, tmp)
-    return path
+    return save_torch_file(path, CASCADE_FORMAT, payload)
 
 def load_cascade(path, map_location='cpu') -> Cascade:
     "The cascade saved by `save_cascade` in `path`, with its weights, on `map_location`."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"cascade file '{path}' not found")
-    try: payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise CascadeFileError(f"cascade file '{path}' cannot be read ({type(e).__name__}: {e}); expected a file written by save_cascade") from e
-    found = payload.get('format') if isinstance(payload, dict) else type(payload).__name__
-    if found != CASCADE_FORMAT: raise CascadeFileError(f"cascade file '{path}': expected format {CASCADE_FORMAT!r}, found {found!r}")
+    payload = load_torch_file(path, CASCADE_FORMAT, 'cascade file', map_location, CascadeFileError)
     try:
         stages = tuple(StageTask(s['name'], tuple((n, tuple(codes)) for n, codes in s['classes']), s['region']) for s in payload['stages'])
         cascade = Cascade(stages, payload['in_channels'], payload['configs'], payload.get('modalities'))
