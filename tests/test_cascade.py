@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from brainseg.cascade import (Cascade, CascadeFileError, load_cascade, merge_stages, predict_volume, region_crop,
                               save_cascade, stage_items, stage_targets)
-from brainseg.data import SlabDataset, SliceDataset, preprocess, roi_presence, to_network_layout, to_subject_layout
+from brainseg.data import preprocess, to_network_layout, to_subject_layout
+from brainseg.samples import SlabDataset, SliceDataset, roi_presence
 from brainseg.labels import COARSE_TO_FINE, IGNORE_INDEX, StageTask, label, training_target
 from brainseg.models import BaseNet, UNet
 from brainseg.phantom import make_phantom

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from brainseg.data import (DatasetError, Fold, PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_sampler,
-                           kfold, leave_one_out, load_dataset, load_folds, manifest_dataset, mrbrains_dataset,
-                           preprocess, roi_presence, save_folds, to_network_layout, natural_key)
+from brainseg.data import DatasetError, Fold, kfold, leave_one_out, load_dataset, load_folds, manifest_dataset, mrbrains_dataset, preprocess, save_folds, to_network_layout, natural_key
+from brainseg.samples import PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_sampler, roi_presence
 from brainseg.io import Subject, SubjectError, save_nifti
 from brainseg.labels import IGNORE_INDEX, SCORED, label
 from brainseg.phantom import make_phantom, write_phantom_dataset
