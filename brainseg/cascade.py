@@ -19,7 +19,7 @@ from .io import MODALITIES, modality_names
 # %% auto #0
 __all__ = ['FALLBACKS', 'STAGE_CONFIG', 'CASCADE_FORMAT', 'region_crop', 'StageItem', 'region_mask', 'stage_items',
            'stage_targets', 'predict_volume', 'default_fallback', 'merge_stages', 'Cascade', 'CascadeFileError',
-           'save_cascade', 'load_cascade']
+           'save_cascade', 'cascade_from_payload', 'load_cascade']
 
 # %% ../nbs/08_cascade.ipynb #08fa3e78
 def _per_axis(v, name: str, low: int) -> np.ndarray:
@@ -336,20 +336,26 @@ def save_cascade(cascade: Cascade, path) -> Path:
                'state_dicts': [{k: v.detach().cpu() for k, v in net.state_dict().items()} for net in cascade.nets]}
     return save_torch_file(path, CASCADE_FORMAT, payload)
 
-def load_cascade(path, map_location='cpu') -> Cascade:
-    "The cascade saved by `save_cascade` in `path`, with its weights, on `map_location`."
-    path = Path(path)
-    payload = load_torch_file(path, CASCADE_FORMAT, 'cascade file', map_location, CascadeFileError)
+def cascade_from_payload(payload: dict, # what `save_cascade` wrote, as read by `load_torch_file`
+                         where: str = 'cascade file', # the source, for messages
+                        ) -> Cascade:
+    "Rebuild a cascade, stages, configs and weights, from a saved payload."
     try:
         stages = tuple(StageTask(s['name'], tuple((n, tuple(codes)) for n, codes in s['classes']), s['region']) for s in payload['stages'])
         cascade = Cascade(stages, payload['in_channels'], payload['configs'], payload.get('modalities'))
         weights = payload['state_dicts']
         if len(weights) != len(stages): raise ValueError(f"{len(weights)} state dicts for {len(stages)} stages")
     except (KeyError, TypeError, ValueError) as e:
-        raise CascadeFileError(f"cascade file '{path}' describes no valid cascade: {type(e).__name__}: {e}") from e
+        raise CascadeFileError(f"{where} describes no valid cascade: {type(e).__name__}: {e}") from e
     for k, (net, sd) in enumerate(zip(cascade.nets, weights)):
         try: net.load_state_dict(sd)
         except (RuntimeError, TypeError, AttributeError) as e:
-            raise CascadeFileError(f"cascade file '{path}', stage {k} ({stages[k].name!r}): the weights do not fit its "
+            raise CascadeFileError(f"{where}, stage {k} ({stages[k].name!r}): the weights do not fit its "
                                    f"{cascade.configs[k]['model']!r} network: {e}") from e
+    return cascade
+
+def load_cascade(path, map_location='cpu') -> Cascade:
+    "The cascade saved by `save_cascade` in `path`, with its weights, on `map_location`."
+    payload = load_torch_file(path, CASCADE_FORMAT, 'cascade file', map_location, CascadeFileError)
+    cascade = cascade_from_payload(payload, f"cascade file '{path}'")
     return cascade.to(map_location) if map_location is not None else cascade
