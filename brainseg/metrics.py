@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 from .labels import SCORED, IGNORE, MAX_LABEL, label, check_labels
-from .io import MRBRAINS_LABELS, Subject, SubjectError, atomic_path, _read_nifti
+from .io import MRBRAINS_LABELS, Subject, SubjectError, atomic_path, subject_labels, _read_nifti
 
 # %% auto #0
 __all__ = ['METRICS', 'MRBRAINS_RESULTS', 'boundary', 'dice', 'volume_similarity', 'hd95', 'score_labels', 'slice_axis_of',
@@ -264,16 +264,14 @@ def _prediction_path(pred_root: Path, id: str):
 def _read_pair(truth_path, pred_path, id, affine_atol):
     "Ground truth and prediction of one subject as uint8 label maps, checked against each other; the truth's affine."
     truth, t_img = _read_nifti(truth_path, id, 'ground truth')
-    try: truth = check_labels(truth, 'ground truth')
-    except ValueError as e: raise SubjectError(id, str(e), truth_path) from e
+    truth = subject_labels(truth, id, 'ground truth', truth_path)
     pred, p_img = _read_nifti(pred_path, id, 'prediction')
     if pred.shape != truth.shape:
         raise SubjectError(id, f"prediction has shape {pred.shape} but the ground truth has {truth.shape}", pred_path)
     if not np.allclose(p_img.affine, t_img.affine, atol=affine_atol):
         raise SubjectError(id, f"prediction affine differs from the ground truth's by up to {np.abs(p_img.affine - t_img.affine).max():.4g} "
                            f"mm (tolerance {affine_atol} mm): write it on the ground truth's grid", pred_path)
-    try: pred = check_labels(pred, 'prediction')
-    except ValueError as e: raise SubjectError(id, str(e), pred_path) from e
+    pred = subject_labels(pred, id, 'prediction', pred_path)
     return truth, pred, t_img.affine
 
 def evaluate_folders(truth_root, # folder of `<id>/segm.nii.gz` (MRBrainS18 release layout)
