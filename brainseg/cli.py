@@ -4,16 +4,20 @@
 
 # %% ../nbs/14_cli.ipynb #a394b737
 from __future__ import annotations
-import argparse, dataclasses, inspect, re, sys, time
+import argparse, dataclasses, inspect, json, re, sys, time
 from pathlib import Path
-from .io import SubjectError, write_mrbrains_subject, load_subject
-from .data import load_dataset, mrbrains_folders, kfold, save_folds
-from .train import TrainConfig, train, train_cascade, features_kwargs
+import numpy as np
+import pandas as pd
+from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrains_subject
+from .data import mrbrains_folders
+from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
+from .experiments import subjects_from, split, load_grid, run_grid, write_report, PAPER_TABLE1
 
 # %% auto #0
-__all__ = ['ERRORS', 'subjects_from', 'split', 'cmd_train', 'cmd_predict', 'evaluate_tables', 'cmd_evaluate', 'demo', 'main']
+__all__ = ['VIEWER_NOTEBOOK', 'ERRORS', 'cmd_train', 'cmd_predict', 'evaluate_tables', 'cmd_evaluate', 'parse_sets',
+           'cmd_experiment', 'demo', 'main']
 
 # %% ../nbs/14_cli.ipynb #9e15bcfb
 def _field_help(cls) -> dict:
@@ -34,58 +38,13 @@ def _add_config_options(p: argparse.ArgumentParser, cls=TrainConfig):
 def _config_from(args, cls=TrainConfig) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
 
-# %% ../nbs/14_cli.ipynb #2dacbe58
-def _parse_size(size: str) -> tuple:
-    try:
-        shape = tuple(int(v) for v in size.lower().split('x'))
-        assert len(shape) == 3 and min(shape) >= 4
-    except (ValueError, AssertionError):
-        raise ValueError(f"size must be three integers of at least 4 written XxYxZ (e.g. 240x240x48), found {size!r}")
-    return shape
-
-def subjects_from(data: str, # release folder, manifest (.csv/.json), 'template:N' or 'phantom:N'
-                  size: str = '240x240x48', seed: int = 0, modalities=None) -> list:
-    "Subjects with labels from a data spec."
-    kind, _, n = data.partition(':')
-    if kind in ('template', 'phantom') and not Path(data).exists():
-        if not n.isdigit() or int(n) < 1: raise ValueError(f"--data {data!r}: expected {kind}:N with N >= 1 subjects")
-        if kind == 'template':
-            from brainseg.template import template_subjects
-            return template_subjects(int(n), seed=seed, shape=_parse_size(size))
-        from brainseg.phantom import make_phantom
-        return [make_phantom((seed, k), _parse_size(size)) for k in range(int(n))]
-    return load_dataset(data, modalities=modalities)
-
-def split(subjects: list, val_ids=None, # comma-separated ids held out for validation
-          fold: str|None = None, # 'i/K': validation part i of a seeded K-fold split
-          seed: int = 0, out=None) -> tuple:
-    "(train, val) subjects; a k-fold assignment is saved as `out/folds.json`."
-    ids = [s.id for s in subjects]
-    if val_ids and fold: raise ValueError("give --val-ids or --fold, not both")
-    if fold:
-        m = re.fullmatch(r"(\d+)/(\d+)", fold)
-        if not m or not int(m.group(1)) < int(m.group(2)) <= len(ids):
-            raise ValueError(f"--fold must be i/K with 0 <= i < K <= {len(ids)} subjects, found {fold!r}")
-        folds = kfold(ids, int(m.group(2)), seed)
-        if out is not None: save_folds(folds, Path(out) / 'folds.json')
-        val = set(folds[int(m.group(1))].val)
-    else:
-        val = set(v.strip() for v in val_ids.split(',')) if val_ids else set()
-        unknown = sorted(val - set(ids))
-        if unknown: raise ValueError(f"--val-ids {sorted(unknown)} are not subjects of the data; subjects: {ids}")
-    train_ = [s for s in subjects if s.id not in val]
-    if not train_: raise ValueError("every subject is held out for validation; nothing left to train on")
-    return train_, [s for s in subjects if s.id in val]
-
 # %% ../nbs/14_cli.ipynb #cb513fda
 def cmd_train(args):
     cfg = TrainConfig.from_dict(_config_from(args))
     subjects = subjects_from(args.data, args.size, cfg.seed, cfg.modalities)
     train_s, val_s = split(subjects, args.val_ids, args.fold, cfg.seed, args.out)
     print(f"{len(train_s)} training subjects {[s.id for s in train_s]}, {len(val_s)} validation {[s.id for s in val_s]}")
-    if args.cascade:
-        stage = {'model': cfg.model, 'eps': cfg.eps, 'model_kwargs': features_kwargs(cfg)}
-        train_cascade(cfg, train_s, val_s, args.out, stage_configs=[stage] * 3, resume=args.resume)
+    if args.cascade: train_cascade(cfg, train_s, val_s, args.out, resume=args.resume)
     else: train(cfg, train_s, val_s, args.out, resume=args.resume)
 
 def _subject_folders(paths) -> list:
@@ -115,37 +74,93 @@ def cmd_evaluate(args):
             write_csv(t, Path(args.out) / f"{name}.csv"); write_markdown(t, Path(args.out) / f"{name}.md")
         print(f"tables written to {args.out}/{{{','.join(tables)}}}.{{csv,md}}")
 
+def parse_sets(items) -> dict:
+    "['epochs=3', 'modalities=[\"T1\"]'] -> {'epochs': 3, 'modalities': ['T1']}: values read as JSON, else as text."
+    out = {}
+    for item in items or ():
+        key, eq, value = item.partition('=')
+        if not eq or not key.strip(): raise ValueError(f"--set expects KEY=VALUE, found {item!r}")
+        try: out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError: out[key.strip()] = value
+    return out
+
+def cmd_experiment(args):
+    grid = load_grid(args.grid)
+    status = run_grid(grid, args.out, retry_failed=args.retry_failed, notebook=args.notebook, overrides=parse_sets(args.set))
+    failed = status[status['status'] == 'failed']
+    if len(failed): print(f"{len(failed)} runs failed; their errors are in {args.out}/<run>/failed.json: {list(failed['run'])}")
+    if (status['status'] == 'done').any():
+        tables = write_report(args.out, paper=PAPER_TABLE1 if grid.name == 'table1' else None)
+        print(f"\nheld-out Dice (mean ± sd over runs):\n{to_markdown(tables['dice']['mean'].round(4))}")
+        print(f"report: {args.out}/summary.md, {args.out}/results.csv, {args.out}/dice_by_config.png")
+
 # %% ../nbs/14_cli.ipynb #dcaeb268
-def demo(out='demo_out', subjects: int = 5, val: int = 1, size: str = '120x120x48', model: str = 'base',
-         epochs: int = 4, iters: int = 15, batch_size: int = 2, eps: float = 0.1, features: int = 16,
-         device: str = 'auto', seed: int = 0) -> dict:
-    "Template data -> training with FGSM defense -> prediction -> official scores and a figure."
-    import matplotlib; matplotlib.use('Agg')
-    from brainseg.template import template_subjects
-    from brainseg.data import mrbrains_dataset
+def _result_rows(tables: dict) -> pd.DataFrame:
+    "One row per configuration: held-out mean Dice over the 8 structures (`dice`), per structure, HD95 and VS means."
+    d, h, v = (tables[m]['mean'] for m in ('dice', 'hd95_mm', 'vs'))
+    rows = d.drop(columns='mean').round(4).assign(dice=d['mean'].round(4), hd95_mm=h['mean'].round(2), vs=v['mean'].round(4))
+    return rows[['dice', 'hd95_mm', 'vs'] + [c for c in d.columns if c != 'mean']].rename_axis('model').reset_index()
+
+def _held_out_data(out: Path, runs: Path, status: pd.DataFrame) -> list:
+    "The held-out subjects written to `out/data/<id>/` in the MRBrainS18 layout, read back (with their file paths)."
+    first = json.loads((runs / status['run'].iloc[0] / 'result.json').read_text())
+    p, held_out = first['params'], first['subjects']['test']
+    subjects = [s for s in subjects_from(p['data'], p['size'], p['data_seed']) if s.id in held_out]
+    return [read_mrbrains_subject(write_mrbrains_subject(s, out / 'data')) for s in subjects]
+
+def _demo_figure(out: Path, runs: Path, status: pd.DataFrame, subject):
+    "Truth and every model's prediction on one held-out subject, with its Dice, as `comparison.png`."
     from brainseg.viewer import compare_figure
-    if not 1 <= val < subjects: raise ValueError(f"need 1 <= val < subjects, found val={val}, subjects={subjects}")
-    out, t0 = Path(out), time.time()
-    for s in template_subjects(subjects, seed=seed, shape=_parse_size(size)): write_mrbrains_subject(s, out / 'data')
-    data = mrbrains_dataset(out / 'data')
-    train_s, val_s = data[:-val], data[-val:]
-    print(f"{len(data)} template subjects of {size} in {out / 'data'} ({time.time() - t0:.0f} s); "
-          f"training on {[s.id for s in train_s]}, held out {[s.id for s in val_s]}")
-    cfg = TrainConfig(model=model, epochs=epochs, iters_per_epoch=iters, batch_size=batch_size, eps=eps,
-                      features=features, device=device, seed=seed)
-    train(cfg, train_s, val_s, out / 'run', resume=False)
-    predict_folders(out / 'run' / 'best.pt', [out / 'data' / s.id for s in val_s], out / 'predictions',
-                    device=device, log=lambda *a: None)
-    tables = evaluate_tables(out / 'data', out / 'predictions', [s.id for s in val_s])
-    for name in ('summary', 'dice'): write_csv(tables[name], out / f"{name}.csv"); write_markdown(tables[name], out / f"{name}.md")
-    print("official MRBrainS18 scores of the held-out subjects (Dice, HD95 mm, VS):")
-    print(to_markdown(tables['summary'][['dice', 'hd95_mm', 'vs']]))
-    s = val_s[0]
-    pred = load_subject({'T1': s.paths['T1']}, labels=out / 'predictions' / s.id / 'result.nii.gz', id=s.id)
-    fig = compare_figure(s, {'truth': s.labels, f"{model} + class head + FGSM": pred.labels})
+    from brainseg.metrics import score_subject
+    maps = {'truth': subject.labels}
+    for run, config in zip(status['run'], status['config']):
+        pred = load_subject({'T1': subject.paths['T1']}, labels=runs / run / 'predictions' / subject.id / 'result.nii.gz',
+                            id=subject.id).labels
+        maps[f"{config}: Dice {score_subject(subject, pred)['dice'].mean():.3f}"] = pred
+    fig = compare_figure(subject, maps)
+    fig.suptitle(f"held-out subject {subject.id}", fontsize=10)
     fig.savefig(out / 'comparison.png', dpi=80)
-    print(f"done in {time.time() - t0:.0f} s: {out / 'summary.md'}, {out / 'comparison.png'}, run in {out / 'run'}")
-    return tables
+
+VIEWER_NOTEBOOK = [
+    ('markdown', "# brainseg demo: the results\nEvery held-out subject (`data/`) with the ground truth and each model's "
+                 "prediction (`runs/<run>/predictions/`). Open it in Jupyter (`make lab`) from this folder."),
+    ('code', "import json\nfrom pathlib import Path\nimport pandas as pd\nfrom brainseg.io import read_mrbrains_subject, load_subject\n"
+             "from brainseg.viewer import compare_figure\npd.read_csv('results.csv')"),
+    ('code', "for folder in sorted(Path('data').iterdir()):\n"
+             "    subject = read_mrbrains_subject(folder)\n"
+             "    maps = {'truth': subject.labels}\n"
+             "    for pred in sorted(Path('runs').glob(f'*/predictions/{subject.id}/result.nii.gz')):\n"
+             "        config = json.loads((pred.parents[2] / 'params.json').read_text())['config']\n"
+             "        maps[config] = load_subject({'T1': subject.paths['T1']}, labels=pred, id=subject.id).labels\n"
+             "    display(compare_figure(subject, maps))"),
+]
+
+def demo(out='demo_out', # output folder
+         grid='demo', # the grid to run (a name in `GRIDS`, a dict or a file)
+         log=print) -> pd.DataFrame:
+    "The main job: a grid of shipped and live-trained models through papermill, scored on held-out subjects; the results table."
+    import matplotlib; matplotlib.use('Agg')
+    import nbformat
+    out, t0 = Path(out), time.time()
+    g = load_grid(grid)
+    log(f"brainseg demo: {len(g.runs())} runs of grid {g.name!r} ({', '.join(g.configs)}) -> {out}/")
+    status = run_grid(g, out / 'runs', log=log)
+    failed = status[status['status'] != 'done']
+    if len(failed):
+        errors = {r: json.loads((out / 'runs' / r / 'failed.json').read_text()) for r in failed['run']}
+        raise ValueError('demo runs failed: ' + '; '.join(f"{r}: {e['ename']}: {e['evalue']}" for r, e in errors.items()))
+    tables = write_report(out / 'runs', g)
+    results = _result_rows(tables)
+    write_csv(results, out / 'results.csv')
+    _demo_figure(out, out / 'runs', status, _held_out_data(out, out / 'runs', status)[0])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(s) if t == 'markdown' else nbformat.v4.new_code_cell(s)
+                                         for t, s in VIEWER_NOTEBOOK])
+    nbformat.write(nb, out / 'viewer.ipynb')
+    log(f"\nheld-out mean Dice over the 8 structures ({tables['long']['subject'].nunique()} subjects):\n"
+        f"{to_markdown(results.set_index('model')[['dice', 'hd95_mm', 'vs']])}")
+    log(f"\ndone in {time.time() - t0:.0f} s. In {out}/: results.csv, comparison.png, viewer.ipynb, data/ (held-out subjects), runs/summary.md, "
+        f"runs/<run>/run.ipynb (executed notebooks), runs/<run>/predictions/<id>/result.nii.gz")
+    return results
 
 # %% ../nbs/14_cli.ipynb #aeeb1167
 def _parser() -> argparse.ArgumentParser:
@@ -176,18 +191,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--pred', required=True, help='folder of <id>/result.nii.gz')
     e.add_argument('--out', help='folder for the tables as CSV and markdown')
     e.add_argument('--ids', help='comma-separated subject ids to score (default: every <id>/segm.nii.gz under --truth)')
-    d = sub.add_parser('demo', help='the main job on the embedded default data', description='Template subjects -> '
-                       'base net with class head and FGSM defense -> prediction -> official scores and a figure.')
+    x = sub.add_parser('experiment', help='run a grid of papermill runs, then collect them',
+                       description='Run every unfinished run of a grid (table1, demo, smoke, or a JSON / YAML file), one '
+                       'papermill kernel each, into --out/<run>/; then write the report: results.csv, summary.md, dice_by_config.png.')
+    x.add_argument('grid', help="a built-in grid ('table1', 'demo', 'smoke') or a JSON / YAML grid file")
+    x.add_argument('--out', required=True, help='output folder of the grid')
+    x.add_argument('--set', action='append', metavar='KEY=VALUE', help='set a parameter in every run (JSON value), e.g. --set epochs=5')
+    x.add_argument('--retry-failed', action='store_true', help='run again the runs that failed before')
+    x.add_argument('--notebook', help="run notebook (default: the grid's, nbs/runs/train.ipynb)")
+    d = sub.add_parser('demo', help='the main job on the embedded default data', description='The demo grid through '
+                       'papermill: the proposed method, U-Net and V-Net scored on held-out template subjects, and a '
+                       'short live training; results.csv, comparison.png and viewer.ipynb in --out.')
     d.add_argument('--out', default='demo_out', help='output folder (default: %(default)s)')
-    for name, default, h in [('subjects', 5, 'template subjects'), ('val', 1, 'of them held out'), ('epochs', 4, 'epochs'),
-                             ('iters', 15, 'steps per epoch'), ('batch-size', 2, 'samples per step'),
-                             ('features', 16, 'network channels (0: the network default, 32 for base)'),
-                             ('seed', 0, 'seed')]:
-        d.add_argument(f'--{name}', type=int, default=default, help=f"{h} (default: %(default)s)")
-    d.add_argument('--size', default='120x120x48', help='grid of the subjects, XxYxZ (default: %(default)s)')
-    d.add_argument('--model', default='base', choices=['base', 'unet', 'vnet'], help='network (default: %(default)s)')
-    d.add_argument('--eps', type=float, default=0.1, help='FGSM step, z-score units (default: %(default)s)')
-    d.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda' (default: %(default)s)")
+    d.add_argument('--grid', default='demo', help='grid to run (default: %(default)s)')
     return p
 
 ERRORS = (SubjectError, ValueError, FileNotFoundError, IndexError, KeyError)  # ValueError covers the checkpoint and data errors
@@ -199,9 +215,8 @@ def main(argv=None) -> int:
         if args.command == 'train': cmd_train(args)
         elif args.command == 'predict': cmd_predict(args)
         elif args.command == 'evaluate': cmd_evaluate(args)
-        elif args.command == 'demo':
-            demo(args.out, args.subjects, args.val, args.size, args.model, args.epochs, args.iters, args.batch_size,
-                 args.eps, args.features, args.device, args.seed)
+        elif args.command == 'experiment': cmd_experiment(args)
+        elif args.command == 'demo': demo(out=args.out, grid=args.grid)
     except ERRORS as e:
         print(f"brainseg {args.command}: error: {e}", file=sys.stderr)
         return 2

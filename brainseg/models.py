@@ -12,8 +12,9 @@ from .labels import N_CLASSES, SCORED
 from .io import atomic_path
 
 # %% auto #0
-__all__ = ['MODELS', 'SliceClassHead', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'DoubleConv', 'Down', 'Up', 'UNet', 'VNetStage',
-           'VNet', 'make_model', 'model_geometry', 'WeightsFileError', 'save_torch_file', 'load_torch_file']
+__all__ = ['NORMS', 'MODELS', 'SliceClassHead', 'norm_layer', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'ResUnit', 'UpUnit',
+           'UNet', 'VNetStage', 'VNet', 'make_model', 'model_geometry', 'WeightsFileError', 'save_torch_file',
+           'load_torch_file']
 
 # %% ../nbs/06_models.ipynb #09315238
 class SliceClassHead(nn.Module):
@@ -31,21 +32,32 @@ class SliceClassHead(nn.Module):
         return self.mlp(pooled.transpose(1, 2))  # (B, K, R)
 
 # %% ../nbs/06_models.ipynb #03d74ba2
-def _norm_act(c): return [nn.BatchNorm2d(c), nn.PReLU(c)]
+NORMS = ('batch', 'instance')
+
+def norm_layer(kind: str, # 'batch' or 'instance' (affine, per sample and channel)
+               channels: int, # feature channels
+               dims: int = 2, # spatial dimensions: 2 or 3
+              ) -> nn.Module:
+    "A normalization layer by name."
+    if kind not in NORMS: raise ValueError(f"norm must be one of {NORMS}, found {kind!r}")
+    if kind == 'batch': return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
+    return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+
+def _norm_act(c, norm='batch'): return [norm_layer(norm, c), nn.PReLU(c)]
 
 class InPlaneResBlock(nn.Module):
     "Two in-plane 3x3 convolutions (pre-activation BN, PReLU) plus the identity, on folded slices (N, C, H, W)."
-    def __init__(self, channels: int, dilation: int = 1):
+    def __init__(self, channels: int, dilation: int = 1, norm: str = 'batch'):
         super().__init__()
         conv = lambda: nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
-        self.body = nn.Sequential(*_norm_act(channels), conv(), *_norm_act(channels), conv())
+        self.body = nn.Sequential(*_norm_act(channels, norm), conv(), *_norm_act(channels, norm), conv())
     def forward(self, x): return x + self.body(x)
 
 class FuseConv(nn.Module):
     "Through-plane [3,1,1] convolution on folded slices (B*K, C, H, W) -> (B*(K-2), C, H, W), or K slices with padding."
-    def __init__(self, channels: int, padding: bool = False):
+    def __init__(self, channels: int, padding: bool = False, norm: str = 'batch'):
         super().__init__()
-        self.act = nn.Sequential(*_norm_act(channels))
+        self.act = nn.Sequential(*_norm_act(channels, norm))
         self.conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(int(padding), 0, 0), bias=False)
 
     def forward(self, x, batch: int):
@@ -55,10 +67,10 @@ class FuseConv(nn.Module):
 
 class _Stage(nn.Module):
     "Residual blocks then a fuse convolution."
-    def __init__(self, channels, dilations, padding):
+    def __init__(self, channels, dilations, padding, norm):
         super().__init__()
-        self.blocks = nn.Sequential(*[InPlaneResBlock(channels, d) for d in dilations])
-        self.fuse = FuseConv(channels, padding)
+        self.blocks = nn.Sequential(*[InPlaneResBlock(channels, d, norm) for d in dilations])
+        self.fuse = FuseConv(channels, padding, norm)
     def forward(self, x, batch): return self.fuse(self.blocks(x), batch)
 
 def _crop_slices(x, batch, k):
@@ -74,19 +86,21 @@ class BaseNet(nn.Module):
                  features: int = 32, # channels of every block
                  class_head: bool = True, # add the slice-level ROI-presence head ('cls' output)
                  n_rois: int = len(SCORED), # outputs of the classification head
-                 fuse_padding: bool = False): # pad the [3,1,1] fuse convolutions: K slices in, K out
+                 fuse_padding: bool = False, # pad the [3,1,1] fuse convolutions: K slices in, K out
+                 norm: str = 'batch', # 'batch' (the paper's) or 'instance' normalization
+                ):
         super().__init__()
         if min(in_channels, n_classes, features) < 1 or n_classes < 2:
             raise ValueError(f"need in_channels >= 1, n_classes >= 2, features >= 1; found {in_channels}, {n_classes}, {features}")
         f, self.in_channels, self.fuse_padding = features, in_channels, fuse_padding
         self.stem = nn.Conv2d(in_channels, f, 3, padding=1, bias=False)
-        self.stage1 = _Stage(f, (1, 1), fuse_padding)
+        self.stage1 = _Stage(f, (1, 1), fuse_padding, norm)
         self.down1 = nn.Conv2d(f, f, 3, stride=2, padding=1, bias=False)
-        self.stage2 = _Stage(f, (1, 1), fuse_padding)
+        self.stage2 = _Stage(f, (1, 1), fuse_padding, norm)
         self.down2 = nn.Conv2d(f, f, 3, stride=2, padding=1, bias=False)
-        self.stage3 = _Stage(f, (1, 2, 3), fuse_padding)
-        self.stage4 = _Stage(f, (3, 2, 1), fuse_padding)
-        pred = lambda: nn.Sequential(*_norm_act(f), nn.Conv2d(f, n_classes, 3, padding=1))
+        self.stage3 = _Stage(f, (1, 2, 3), fuse_padding, norm)
+        self.stage4 = _Stage(f, (3, 2, 1), fuse_padding, norm)
+        pred = lambda: nn.Sequential(*_norm_act(f, norm), nn.Conv2d(f, n_classes, 3, padding=1))
         self.pred2, self.pred3, self.pred4 = pred(), pred(), pred()
         self.fuse_heads = nn.Conv2d(3 * n_classes, n_classes, 1)
         self.cls = SliceClassHead(f, n_rois) if class_head else None
@@ -120,88 +134,99 @@ class BaseNet(nn.Module):
         return out
 
 # %% ../nbs/06_models.ipynb #7435c67d
-class DoubleConv(nn.Sequential):
-    "(conv 3x3 -> BN -> ReLU) x 2"
-    def __init__(self, cin, cout):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-class Down(nn.Sequential):
-    "Max-pool 2 then double conv."
-    def __init__(self, cin, cout): super().__init__(nn.MaxPool2d(2), DoubleConv(cin, cout))
-
-class Up(nn.Module):
-    "Transposed conv x2, concatenate the skip, double conv."
-    def __init__(self, cin, cout):
+class ResUnit(nn.Module):
+    "Residual unit: `subunits` x (3x3 conv -> norm -> PReLU), the first with `stride`, plus a projection of the input."
+    def __init__(self, cin: int, cout: int, stride: int = 1, norm: str = 'instance', subunits: int = 2,
+                 last_conv_only: bool = False): # the last subunit is a bare convolution (network output)
+        layers = []
+        for k in range(subunits):
+            layers.append(nn.Conv2d(cin if k == 0 else cout, cout, 3, stride if k == 0 else 1, 1))
+            if not (last_conv_only and k == subunits - 1): layers += [norm_layer(norm, cout), nn.PReLU()]
         super().__init__()
-        self.up, self.conv = nn.ConvTranspose2d(cin, cout, 2, stride=2), DoubleConv(2 * cout, cout)
-    def forward(self, x, skip): return self.conv(torch.cat([skip, self.up(x)], 1))
+        self.body = nn.Sequential(*layers)
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Conv2d(cin, cout, 3 if stride > 1 else 1, stride, 1 if stride > 1 else 0))
+    def forward(self, x): return self.body(x) + self.skip(x)
+
+class UpUnit(nn.Sequential):
+    "Transposed 3x3 convolution x2 (norm, PReLU), then a one-subunit residual unit."
+    def __init__(self, cin: int, cout: int, norm: str = 'instance', top: bool = False):
+        super().__init__(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=1), norm_layer(norm, cout), nn.PReLU(),
+                         ResUnit(cout, cout, 1, norm, subunits=1, last_conv_only=top))
 
 class UNet(nn.Module):
-    "2D U-Net with any number of input channels and classes, and an optional slice classification head."
-    def __init__(self, in_channels: int = 3, n_classes: int = N_CLASSES,
-                 features: tuple = (16, 32, 64, 128, 256), # channels per level, top to bottom
-                 class_head: bool = False, n_rois: int = len(SCORED)):
+    "2D residual U-Net (strided-convolution encoder) with any number of input channels and classes, and an optional slice classification head."
+    def __init__(self, in_channels: int = 3, # input modalities
+                 n_classes: int = N_CLASSES, # output classes
+                 features: tuple = (32, 64, 128, 256), # channels per level, top to bottom (each level halves H and W)
+                 class_head: bool = False, # add the slice-level ROI-presence head ('cls' output)
+                 n_rois: int = len(SCORED), # outputs of the classification head
+                 norm: str = 'instance', # 'instance' or 'batch' normalization
+                ):
         super().__init__()
         if len(features) < 2 or min(in_channels, n_classes, *features) < 1:
             raise ValueError(f"need at least 2 levels of positive channels and in_channels, n_classes >= 1; found "
                              f"features={features}, in_channels={in_channels}, n_classes={n_classes}")
-        self.inc = DoubleConv(in_channels, features[0])
-        self.downs = nn.ModuleList(Down(a, b) for a, b in zip(features[:-1], features[1:]))
-        self.ups = nn.ModuleList(Up(b, a) for a, b in zip(features[:-1][::-1], features[1:][::-1]))
-        self.outc = nn.Conv2d(features[0], n_classes, 1)
-        self.cls = SliceClassHead(features[-1], n_rois) if class_head else None
-        self.multiple = 2 ** (len(features) - 1)
+        f, self.in_channels = list(features), in_channels
+        self.downs = nn.ModuleList(ResUnit(a, b, 2, norm) for a, b in zip([in_channels] + f[:-2], f[:-1]))
+        self.bottom = ResUnit(f[-2], f[-1], 1, norm)
+        skip_in = [2 * c for c in f[:-2]] + [f[-2] + f[-1]]  # concatenated skip + deeper output, per level
+        self.ups = nn.ModuleList(UpUnit(c, o, norm, top=k == 0) for k, (c, o) in enumerate(zip(skip_in, [n_classes] + f[:-2])))
+        self.cls = SliceClassHead(f[-1], n_rois) if class_head else None
+        self.multiple = 2 ** len(self.downs)
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x):
-        cin = self.inc[0].in_channels
-        if x.dim() != 4 or x.shape[1] != cin: raise ValueError(f"UNet expects (B, {cin}, H, W), found {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"UNet expects (B, {self.in_channels}, H, W), found {tuple(x.shape)}")
         if x.shape[2] % self.multiple or x.shape[3] % self.multiple:
             raise ValueError(f"UNet takes H, W multiples of {self.multiple}; found {tuple(x.shape[2:])}")
-        skips = [self.inc(x.contiguous(memory_format=torch.channels_last))]
-        for down in self.downs: skips.append(down(skips[-1]))
-        x = skips.pop()
-        deepest = x
-        for up in self.ups: x = up(x, skips.pop())
-        out = {'seg': self.outc(x)}
+        h, skips = x.contiguous(memory_format=torch.channels_last), []
+        for down in self.downs:
+            h = down(h); skips.append(h)
+        h = deepest = self.bottom(h)
+        for up, skip in zip(reversed(self.ups), reversed(skips)): h = up(torch.cat([skip, h], 1))
+        out = {'seg': h}
         if self.cls is not None: out['cls'] = self.cls(deepest)
         return out
 
 # %% ../nbs/06_models.ipynb #9660ce9a
 class VNetStage(nn.Module):
     "n convolutions (BN, PReLU) with a residual connection."
-    def __init__(self, channels: int, n_convs: int, kernel_size: int = 5):
+    def __init__(self, channels: int, n_convs: int, kernel_size: int = 5, norm: str = 'batch'):
         super().__init__()
         layers = []
         for _ in range(n_convs):
             layers += [nn.Conv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=False),
-                       nn.BatchNorm3d(channels), nn.PReLU(channels)]
+                       norm_layer(norm, channels, 3), nn.PReLU(channels)]
         self.convs = nn.Sequential(*layers)
     def forward(self, x): return x + self.convs(x)
 
-def _down3d(cin, cout): return nn.Sequential(nn.Conv3d(cin, cout, 2, stride=2, bias=False), nn.BatchNorm3d(cout), nn.PReLU(cout))
-def _up3d(cin, cout): return nn.Sequential(nn.ConvTranspose3d(cin, cout, 2, stride=2, bias=False), nn.BatchNorm3d(cout), nn.PReLU(cout))
+def _down3d(cin, cout, norm):
+    return nn.Sequential(nn.Conv3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3), nn.PReLU(cout))
+def _up3d(cin, cout, norm):
+    return nn.Sequential(nn.ConvTranspose3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3), nn.PReLU(cout))
 
 class VNet(nn.Module):
     "3D V-Net with any number of input channels and classes, and an optional per-slice classification head."
     def __init__(self, in_channels: int = 3, n_classes: int = N_CLASSES,
                  features: int = 16, # channels of the first stage; doubled at each level
                  kernel_size: int = 5, # convolution size in every stage (5 in the paper; 3 is ~4.6x cheaper)
-                 class_head: bool = False, n_rois: int = len(SCORED)):
+                 class_head: bool = False, n_rois: int = len(SCORED),
+                 norm: str = 'batch', # 'batch' or 'instance' normalization
+                ):
         super().__init__()
         if min(in_channels, n_classes, features) < 1 or kernel_size % 2 == 0:
             raise ValueError(f"need positive in_channels, n_classes, features and an odd kernel_size; found "
                              f"{in_channels}, {n_classes}, {features}, {kernel_size}")
         f = [features * 2 ** i for i in range(5)]  # 16, 32, 64, 128, 256
-        self.inc = nn.Sequential(nn.Conv3d(in_channels, f[0], 1, bias=False), nn.BatchNorm3d(f[0]), nn.PReLU(f[0]))
-        self.enc = nn.ModuleList([VNetStage(f[0], 1, kernel_size), VNetStage(f[1], 2, kernel_size),
-                                  VNetStage(f[2], 3, kernel_size), VNetStage(f[3], 3, kernel_size)])
-        self.downs = nn.ModuleList(_down3d(a, b) for a, b in zip(f[:4], f[1:]))
-        self.bottom = VNetStage(f[4], 3, kernel_size)
-        self.ups = nn.ModuleList(_up3d(f[i + 1], f[i]) for i in (3, 2, 1, 0))
+        self.inc = nn.Sequential(nn.Conv3d(in_channels, f[0], 1, bias=False), norm_layer(norm, f[0], 3), nn.PReLU(f[0]))
+        self.enc = nn.ModuleList([VNetStage(f[k], n, kernel_size, norm) for k, n in enumerate((1, 2, 3, 3))])
+        self.downs = nn.ModuleList(_down3d(a, b, norm) for a, b in zip(f[:4], f[1:]))
+        self.bottom = VNetStage(f[4], 3, kernel_size, norm)
+        self.ups = nn.ModuleList(_up3d(f[i + 1], f[i], norm) for i in (3, 2, 1, 0))
         self.merge = nn.ModuleList(nn.Conv3d(2 * f[i], f[i], 1, bias=False) for i in (3, 2, 1, 0))
-        self.dec = nn.ModuleList(VNetStage(f[i], n, kernel_size) for i, n in zip((3, 2, 1, 0), (3, 3, 2, 1)))
+        self.dec = nn.ModuleList(VNetStage(f[i], n, kernel_size, norm) for i, n in zip((3, 2, 1, 0), (3, 3, 2, 1)))
         self.outc = nn.Conv3d(f[0], n_classes, 1)
         self.cls = SliceClassHead(f[4], n_rois) if class_head else None
 

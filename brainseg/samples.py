@@ -45,6 +45,16 @@ def take_slab(volume, # (..., Z, Y, X) array
     if pad == 'constant' and outside.any(): out[..., outside, :, :] = value
     return out
 
+def _take(volume, origin, size, value) -> np.ndarray:
+    "The window (..., *size) of a (..., Z, Y, X) volume at `origin`; voxels beyond the volume hold `value`."
+    out = np.full(volume.shape[:-3] + tuple(size), value, volume.dtype)
+    src, dst = [], []
+    for o, d, n in zip(origin, size, volume.shape[-3:]):
+        a, b = min(max(o, 0), n), max(min(o + d, n), 0)
+        src.append(slice(a, max(a, b))); dst.append(slice(a - o, max(a, b) - o))
+    out[(Ellipsis, *dst)] = volume[(Ellipsis, *src)]
+    return out
+
 def _slab_starts(n: int, n_out: int, stride: int) -> list:
     "First output slices of slabs of `n_out` output slices covering 0..n-1; the last slab ends at the volume's end."
     last = max(n - n_out, 0)
@@ -83,6 +93,15 @@ class _Volumes(Dataset):
         "The generator of sample `index` this epoch (stream 0: sampling, 1: augmentation)."
         return np.random.default_rng((self.seed, self.epoch, index, stream))
 
+    def _crop(self, image, target, origin, index: int, size) -> tuple:
+        "A random in-plane window `size` (H, W) of a sample, its position drawn from the sample's stream 0."
+        if not size: return image, target, origin
+        rng, (h, w) = self.rng(index, 0), target.shape[-2:]
+        y, x = (int(rng.integers(n - d + 1)) if n >= d else -((d - n) // 2) for n, d in zip((h, w), size))
+        window = (target.shape[-3], *size)
+        return (_take(image, (0, y, x), window, 0), _take(target, (0, y, x), window, IGNORE_INDEX),
+                (origin[0], origin[1] + y, origin[2] + x))
+
     def _sample(self, s: int, image, target, origin, index: int) -> dict:
         if self.augment is not None: image, target = self.augment(image, target, self.rng(index, 1))
         return {'image': torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
@@ -99,13 +118,18 @@ class SlabDataset(_Volumes):
                  augment=None, # an `Augment`, or None
                  seed: int = 0, # seed of the augmentation
                  target_fn=None, # raw label map (X, Y, Z) -> training target; default `labels.training_target`
-                 roi_classes=SCORED): # target classes whose presence 'roi' reports
+                 roi_classes=SCORED, # target classes whose presence 'roi' reports
+                 crop=0, # random in-plane window (H, W) or one size for both, in voxels; 0 = the whole slice
+                ):
+        crop = tuple(int(n) for n in np.broadcast_to(crop, 2))
+        if min(crop) < 0 or (0 in crop and any(crop)): raise ValueError(f"crop must be 0 or two sizes >= 1, found {crop}")
         if not (k >= 1 and 0 <= margin and k - 2 * margin >= 1 and stride >= 1):
             raise ValueError(f"need k >= 1, margin >= 0, k - 2*margin >= 1 output slices and stride >= 1; "
                              f"found k={k}, margin={margin}, stride={stride}")
         if pad not in ('replicate', 'constant'): raise ValueError(f"pad must be 'replicate' or 'constant', found {pad!r}")
         super().__init__(items, augment, seed, target_fn, roi_classes)
         self.k, self.margin, self.stride, self.pad, self.n_out = k, margin, stride, pad, k - 2 * margin
+        self.crop = crop if any(crop) else None
         self.index = [(s, z) for s, t in enumerate(self.targets) for z in _slab_starts(t.shape[0], self.n_out, stride)]
         self.presence = np.stack([self.slice_presence[s][z:z + self.n_out].any(0) for s, z in self.index])  # (N, R)
 
@@ -115,27 +139,17 @@ class SlabDataset(_Volumes):
         s, z = self.index[i]
         image = take_slab(self.images[s], z - self.margin, self.k, self.pad)
         target = take_slab(self.targets[s], z, self.n_out, 'constant', IGNORE_INDEX)
-        return self._sample(s, image, target, (z, 0, 0), i)
+        return self._sample(s, *self._crop(image, target, (z, 0, 0), i, self.crop), i)
 
 class SliceDataset(SlabDataset):
     "2D slices: image (C, Y, X), target (Y, X), roi (R,)."
-    def __init__(self, items, augment=None, seed: int = 0, target_fn=None, roi_classes=SCORED):
-        super().__init__(items, k=1, margin=0, augment=augment, seed=seed, target_fn=target_fn, roi_classes=roi_classes)
+    def __init__(self, items, augment=None, seed: int = 0, target_fn=None, roi_classes=SCORED, crop=0):
+        super().__init__(items, k=1, margin=0, augment=augment, seed=seed, target_fn=target_fn, roi_classes=roi_classes, crop=crop)
     def __getitem__(self, i: int) -> dict:
         d = super().__getitem__(i)
         return {**d, 'image': d['image'][:, 0], 'target': d['target'][0], 'roi': d['roi'][0]}
 
 # %% ../nbs/04a_samples.ipynb #4d37fcd4
-def _take(volume, origin, size, value) -> np.ndarray:
-    "The window (..., *size) of a (..., Z, Y, X) volume at `origin`; voxels beyond the volume hold `value`."
-    out = np.full(volume.shape[:-3] + tuple(size), value, volume.dtype)
-    src, dst = [], []
-    for o, d, n in zip(origin, size, volume.shape[-3:]):
-        a, b = min(max(o, 0), n), max(min(o + d, n), 0)
-        src.append(slice(a, max(a, b))); dst.append(slice(a - o, max(a, b) - o))
-    out[(Ellipsis, *dst)] = volume[(Ellipsis, *src)]
-    return out
-
 class PatchDataset(_Volumes):
     "3D patches: image (C, D, H, W), target (D, H, W), roi (D, R); centres on chosen classes with probability `p_class`."
     def __init__(self, items, # `Preprocessed` (or `Subject`) with labels

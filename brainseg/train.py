@@ -18,7 +18,7 @@ from .io import MODALITIES, atomic_path, modality_names
 from .data import preprocess, to_network_layout
 from .samples import SlabDataset, SliceDataset, PatchDataset, Augment, class_aware_weights
 from .losses import JointLoss, dice_scores
-from .models import make_model, save_torch_file, load_torch_file, WeightsFileError
+from .models import NORMS, make_model, save_torch_file, load_torch_file, WeightsFileError
 from .adversarial import mix_adversarial
 from .cascade import predict_volume, Cascade, stage_items, stage_targets, save_cascade
 
@@ -26,14 +26,15 @@ from .cascade import predict_volume, Cascade, stage_items, stage_targets, save_c
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'features_kwargs', 'build_model', 'make_dataset',
            'epoch_order', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights',
            'model_from_checkpoint', 'load_model', 'dist_info', 'pick_device', 'autocast_for', 'pad_collate', 'validate',
-           'plot_history', 'fit', 'train', 'train_cascade']
+           'plot_history', 'fit', 'train', 'stage_configs_from', 'train_cascade']
 
 # %% ../nbs/10_train.ipynb #08dcc612
 @dataclass
 class TrainConfig:
     "Every setting of a training run."
     model: str = 'base'  # network: 'base' (2.5D, the paper's), 'unet' (2D), 'vnet' (3D)
-    features: int = 0  # channels: base per block (32), unet first level (16), vnet first stage (16); 0 = default
+    features: int = 0  # channels: base per block (32), unet first level (32), vnet first stage (16); 0 = default
+    norm: str = 'instance'  # feature normalization: 'instance' or 'batch' (the paper's base network used batch)
     class_head: bool = True  # the slice ROI-presence head (paper's "Class")
     cls_weight: float = 1.0  # lambda: weight of the ROI-presence BCE in the joint loss
     eps: float = 0.0  # FGSM step in z-score units (paper: 0.05 / 0.1 / 0.2); 0 = no adversarial defense
@@ -41,6 +42,7 @@ class TrainConfig:
     modalities: tuple = MODALITIES  # input channels, in order
     slab: int = 19  # base: input slices per slab (19 in, 11 out)
     patch: tuple = (16, 64, 64)  # vnet: patch size (D, H, W)
+    crop: int = 0  # base, unet: random in-plane crop (voxels, a multiple of 16) of each training sample; 0 = whole slices
     epochs: int = 2  # passes (each of iters_per_epoch steps)
     iters_per_epoch: int = 0  # steps per epoch; 0 = as many as samples / batch_size
     batch_size: int = 4  # samples per step (per process under torchrun)
@@ -61,6 +63,8 @@ class TrainConfig:
         if self.model not in ('base', 'unet', 'vnet'): raise ValueError(f"model must be 'base', 'unet' or 'vnet', found {self.model!r}")
         for k in ('epochs', 'batch_size', 'slab', 'val_batch_size'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, found {getattr(self, k)}")
+        if self.norm not in NORMS: raise ValueError(f"norm must be one of {NORMS}, found {self.norm!r}")
+        if self.crop < 0 or self.crop % 16: raise ValueError(f"crop must be 0 or a positive multiple of 16, found {self.crop}")
         if not 0 <= self.adv_fraction <= 1: raise ValueError(f"adv_fraction must lie in [0, 1], found {self.adv_fraction}")
         if self.eps < 0 or self.lr <= 0: raise ValueError(f"need eps >= 0 and lr > 0, found eps={self.eps}, lr={self.lr}")
 
@@ -80,19 +84,20 @@ class TrainConfig:
 def features_kwargs(cfg: TrainConfig) -> dict:
     "The network's `features` argument for `cfg.features` (U-Net: doubling per level), or none for the default."
     if not cfg.features: return {}
-    return {'features': tuple(cfg.features * 2 ** i for i in range(5)) if cfg.model == 'unet' else cfg.features}
+    return {'features': tuple(cfg.features * 2 ** i for i in range(4)) if cfg.model == 'unet' else cfg.features}
 
 def build_model(cfg: TrainConfig, n_classes: int = N_CLASSES, n_rois: int = len(SCORED)) -> nn.Module:
     "The network a config asks for, its weights seeded by `cfg.seed`."
     torch.manual_seed(cfg.seed)
-    kw = dict(in_channels=len(cfg.modalities), n_classes=n_classes, class_head=cfg.class_head, n_rois=n_rois)
+    kw = dict(in_channels=len(cfg.modalities), n_classes=n_classes, class_head=cfg.class_head, n_rois=n_rois, norm=cfg.norm)
     return make_model(cfg.model, **kw, **features_kwargs(cfg))
 
 def make_dataset(cfg: TrainConfig, items: list, train: bool = True, **kwargs):
     "Slabs, slices or patches of preprocessed subjects, as the configured network needs."
     aug = Augment() if (cfg.augment and train) else None
-    if cfg.model == 'base': return SlabDataset(items, k=cfg.slab, margin=4, augment=aug, seed=cfg.seed, **kwargs)  # 8 slices lost
-    if cfg.model == 'unet': return SliceDataset(items, augment=aug, seed=cfg.seed, **kwargs)
+    if cfg.model == 'base':  # 8 slices lost
+        return SlabDataset(items, k=cfg.slab, margin=4, augment=aug, seed=cfg.seed, crop=cfg.crop if train else 0, **kwargs)
+    if cfg.model == 'unet': return SliceDataset(items, augment=aug, seed=cfg.seed, crop=cfg.crop if train else 0, **kwargs)
     return PatchDataset(items, size=cfg.patch, augment=aug, seed=cfg.seed, **kwargs)
 
 def epoch_order(n_samples: int, n_draws: int, epoch: int, seed: int, weights=None) -> list:
@@ -214,7 +219,9 @@ def fit(model: nn.Module, dataset, # training samples ('image', 'target', 'roi')
         cfg: TrainConfig, out, # output folder: last.pt, best.pt, history.*
         weights=None, # per-sample draw weights (class-aware sampling), or None
         n_classes: int = N_CLASSES, resume: bool = True, # continue from out/last.pt when it exists
-        log=print) -> list:
+        log=print, # where progress lines go
+        progress: bool = True, # show a progress bar per epoch (off in batch runs)
+       ) -> list:
     "Train `model` with the config's loss, FGSM defense and optimizer; return the history (one row per epoch)."
     rank, world, _ = dist_info()
     out = Path(out); device = pick_device(cfg.device)
@@ -254,7 +261,7 @@ def fit(model: nn.Module, dataset, # training samples ('image', 'target', 'roi')
         batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(steps)]
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[step0:], num_workers=cfg.num_workers, collate_fn=pad_collate)
         model.train(); t0 = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=step0, total=steps, disable=rank != 0, leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=step0, total=steps, disable=rank != 0 or not progress, leave=False)
         for step, batch in enumerate(bar, start=step0):
             batch = _to(batch, device)
             with autocast_for(device, cfg.amp):
@@ -294,7 +301,9 @@ def fit(model: nn.Module, dataset, # training samples ('image', 'target', 'roi')
 def train(cfg: TrainConfig|dict, train_subjects: list, # `Subject`s with labels
           val_subjects: list = (), # held-out `Subject`s, validated each epoch
           out='runs/run', # output folder
-          resume: bool = True, log=print) -> list:
+          resume: bool = True, log=print,
+          progress: bool = True, # show a progress bar per epoch
+         ) -> list:
     "Train the configured network on subjects; checkpoints and history go to `out`."
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     if not train_subjects: raise ValueError("no training subjects given")
@@ -303,14 +312,31 @@ def train(cfg: TrainConfig|dict, train_subjects: list, # `Subject`s with labels
     weights = class_aware_weights(ds.presence) if cfg.class_aware and hasattr(ds, 'presence') else None
     val = [(p.id, to_network_layout(p.image), to_network_layout(training_target(p.labels)))
            for p in (preprocess(s, cfg.modalities) for s in val_subjects)]
-    return fit(build_model(cfg), ds, val, cfg, out, weights=weights, resume=resume, log=log)
+    return fit(build_model(cfg), ds, val, cfg, out, weights=weights, resume=resume, log=log, progress=progress)
 
 # %% ../nbs/10_train.ipynb #2a4ebf20
+def stage_configs_from(cfg: TrainConfig, # the run's config: its network, FGSM step, features, norm and class head
+                       stages=COARSE_TO_FINE, # the cascade's `StageTask`s
+                       given=None, # the user's stage configs (list, or dict by stage name), or None
+                      ) -> list:
+    "Stage configs: what the user gave per stage, and the run's `TrainConfig` for the network, eps and its keyword arguments."
+    names = [st.name for st in stages]
+    given = [{}] * len(stages) if given is None else [given.get(n, {}) for n in names] if isinstance(given, dict) else list(given)
+    if len(given) != len(stages): raise ValueError(f"got {len(given)} stage configs for {len(stages)} stages {names}")
+    out = []
+    for g in given:
+        c = {'model': cfg.model, 'eps': cfg.eps, **g}
+        net = {**features_kwargs(dataclasses.replace(cfg, model=c['model'])), 'norm': cfg.norm, 'class_head': cfg.class_head}
+        out.append({**c, 'model_kwargs': {**net, **g.get('model_kwargs', {})}})
+    return out
+
 def train_cascade(cfg: TrainConfig|dict, train_subjects: list, val_subjects: list = (),
                   out='runs/cascade', # output folder: one sub-folder per stage, and cascade.pt
                   stages=COARSE_TO_FINE, # the reorganization: `StageTask`s from `brainseg.labels`
-                  stage_configs=None, # per stage, keys of `brainseg.cascade.STAGE_CONFIG` (network, margin, eps, boxes, ...)
-                  resume: bool = True, log=print) -> Cascade:
+                  stage_configs=None, # per stage (list, or dict by name), keys of `brainseg.cascade.STAGE_CONFIG`; model, eps and model_kwargs not given come from `cfg`
+                  resume: bool = True, log=print,
+                  progress: bool = True, # show a progress bar per epoch
+                 ) -> Cascade:
     "Train a coarse-to-fine cascade stage by stage; save it as `out/cascade.pt`."
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     if not train_subjects: raise ValueError("no training subjects given")
@@ -318,17 +344,18 @@ def train_cascade(cfg: TrainConfig|dict, train_subjects: list, val_subjects: lis
     items = [preprocess(s, cfg.modalities) for s in train_subjects]
     val_items = [preprocess(s, cfg.modalities) for s in val_subjects]
     torch.manual_seed(cfg.seed)
-    cascade = Cascade(stages, len(cfg.modalities), stage_configs, cfg.modalities)
+    cascade = Cascade(stages, len(cfg.modalities), stage_configs_from(cfg, stages, stage_configs), cfg.modalities)
     for k, st in enumerate(cascade.stages):
         c = cascade.configs[k]
-        scfg = dataclasses.replace(cfg, model=c['model'], eps=c['eps'])
+        scfg = dataclasses.replace(cfg, model=c['model'], eps=c['eps'], crop=cfg.crop if k == 0 else 0)  # later stages see boxes
         log(f"stage {k + 1}/{len(cascade.stages)} {st.name!r} on {st.region or 'the full input'}: {st.class_names}")
         ds = make_dataset(scfg, cascade.training_items(items, k, seed=cfg.seed), **stage_targets(st))
         weights = class_aware_weights(ds.presence) if cfg.class_aware and hasattr(ds, 'presence') else None
         val = [(v.id, to_network_layout(v.image), to_network_layout(st.target(v.labels)))
                for v in stage_items(val_items, cascade.stages, k, c['margin'], cascade.multiple(k))] if val_items else []
         stage_out = out / f"stage{k + 1}_{st.name}"
-        fit(cascade.nets[k], ds, val, scfg, stage_out, weights=weights, n_classes=st.n_classes, resume=resume, log=log)
+        fit(cascade.nets[k], ds, val, scfg, stage_out, weights=weights, n_classes=st.n_classes, resume=resume, log=log,
+            progress=progress)
         if dist_info()[1] > 1: dist.barrier()
         load_weights(cascade.nets[k], load_checkpoint(stage_out / 'best.pt')['model'], f"stage {st.name!r} best.pt")
     if dist_info()[0] == 0:

@@ -164,7 +164,7 @@ def test_two_stage_cascade(pps, tmp_path):
     labels = to_network_layout(pps[0].labels)
     np.testing.assert_array_equal(oracle_cascade(TWO_STAGE, (OracleSlabs, OracleSlices)).predict(as_input(labels)), expected(labels))
     c = Cascade(TWO_STAGE, configs=[TINY, {'model': 'unet', 'model_kwargs': {'features': (4, 8)}}])
-    assert c.nets[1].outc.out_channels == 6 and c.configs[1]['rest_fallback'] == 'own'
+    assert c.nets[1].ups[0][0].out_channels == 6 and c.configs[1]['rest_fallback'] == 'own'
     image = to_network_layout(pps[0].image)
     out = c.predict(image, return_stages=True)
     assert out['labels'].shape == image.shape[1:] and len(out['stages']) == 2

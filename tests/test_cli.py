@@ -46,11 +46,13 @@ def test_bad_arguments_are_messages_not_tracebacks(tmp_path, capsys):
         (['train', '--data', 'phantom:2', '--model', 'resnet'], "model must be 'base', 'unet' or 'vnet'"),
         (['train', '--data', tmp_path / 'nothing'], 'nothing'),
         (['train', '--data', 'phantom:2', '--size', '32x32', '--out', tmp_path], 'size must be three integers'),
-        (['train', '--data', 'phantom:3', '--size', '32x32x16', '--fold', '3/3'], '--fold must be i/K'),
+        (['train', '--data', 'phantom:3', '--size', '32x32x16', '--fold', '3/3'], 'fold must be i/K'),
         (['predict', tmp_path, '--model', tmp_path / 'missing.pt', '--out', tmp_path / 'o'], 'no subjects found'),
         (['predict', subject, '--model', tmp_path / 'missing.pt', '--out', tmp_path / 'o'], "missing.pt' not found"),
         (['evaluate', '--truth', tmp_path, '--pred', tmp_path], "no ground truth '<id>/segm.nii.gz'"),
-        (['demo', '--size', '48x48'], 'size must be three integers'),
+        (['demo', '--grid', 'nogrid', '--out', tmp_path / 'd'], "grid 'nogrid' is neither a built-in grid"),
+        (['experiment', 'smoke', '--out', tmp_path / 'x', '--set', 'modle=unet'], "unknown parameters ['modle']"),
+        (['experiment', 'smoke', '--out', tmp_path / 'x', '--set', 'epochs'], '--set expects KEY=VALUE'),
     ]
     for args, fragment in cases:  # in-process: the same `main` the entry point calls
         assert main([str(a) for a in args]) == 2, args

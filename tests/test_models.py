@@ -27,7 +27,7 @@ def test_shapes(name, kwargs, in_shape, seg_shape, cls_shape):
 @pytest.mark.parametrize('name, kwargs, in_shape, fragment', [
     ('base', {}, (2, 3, 19, 30, 32), 'multiples of 4'),
     ('base', {}, (2, 3, 32, 32), 'expects (B, 3, K, H, W)'),
-    ('unet', {}, (2, 3, 40, 32), 'multiples of 16'),
+    ('unet', {}, (2, 3, 36, 32), 'multiples of 8'),
     ('unet', {'in_channels': 2}, (2, 3, 32, 32), 'expects (B, 2, H, W)'),
     ('vnet', {'features': 4, 'kernel_size': 3}, (1, 3, 8, 32, 32), 'multiples of 16; found (8, 32, 32)'),
     ('vnet', {'features': 4, 'kernel_size': 3}, (1, 3, 32, 32), 'expects (B, 3, D, H, W)'),
