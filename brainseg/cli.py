@@ -125,14 +125,15 @@ VIEWER_NOTEBOOK = [
     ('markdown', "# brainseg demo: the results\nEvery held-out subject (`data/`) with the ground truth and each model's "
                  "prediction (`runs/<run>/predictions/`). Open it in Jupyter (`make lab`) from this folder."),
     ('code', "import json\nfrom pathlib import Path\nimport pandas as pd\nfrom brainseg.io import read_mrbrains_subject, load_subject\n"
-             "from brainseg.viewer import compare_figure\npd.read_csv('results.csv')"),
+             "import matplotlib.pyplot as plt\nfrom brainseg.viewer import compare_figure\npd.read_csv('results.csv')"),
     ('code', "for folder in sorted(Path('data').iterdir()):\n"
              "    subject = read_mrbrains_subject(folder)\n"
              "    maps = {'truth': subject.labels}\n"
              "    for pred in sorted(Path('runs').glob(f'*/predictions/{subject.id}/result.nii.gz')):\n"
              "        config = json.loads((pred.parents[2] / 'params.json').read_text())['config']\n"
              "        maps[config] = load_subject({'T1': subject.paths['T1']}, labels=pred, id=subject.id).labels\n"
-             "    display(compare_figure(subject, maps))"),
+             "    fig = compare_figure(subject, maps)\n"
+             "    display(fig); plt.close(fig)"),
 ]
 
 def demo(out='demo_out', # output folder

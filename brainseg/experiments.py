@@ -25,7 +25,7 @@ __all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'parse_size', 'subjects_from', 's
            'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'run_result', 'Grid',
            'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status', 'run_grid', 'load_results',
            'summary_table', 'format_summary', 'paired_difference', 'verdict', 'claims_table', 'robustness_table',
-           'dice_figure', 'write_report']
+           'dice_figure', 'write_report', 'ship_model']
 
 # %% ../nbs/13_experiments.ipynb #30301c1b
 def parse_size(size: str) -> tuple:
@@ -150,6 +150,7 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
                    subjects: list, # held-out `Subject`s
                    eps_grid, # attack steps, z-score units
                    pgd_steps: int = 5, # PGD iterations
+                   max_samples: int = 8, # slices, slabs or patches attacked, evenly spaced over the held-out subjects
                    batch_size: int = 8, device: str = 'auto', seed: int = 0) -> list:
     "Mean Dice of the held-out subjects under FGSM and PGD attacks over `eps_grid`: rows {'attack', 'eps', 'dice'}."
     from brainseg.train import make_dataset, pad_collate
@@ -157,7 +158,8 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
     from brainseg.adversarial import robustness
     model, cfg = load_model(model_path, pick_device(device))
     ds = make_dataset(cfg, [preprocess(s, cfg.modalities) for s in subjects], train=False)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=pad_collate)
+    chosen = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int)).tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chosen), batch_size=batch_size, collate_fn=pad_collate)
     dev = next(model.parameters()).device
     batches = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in loader)
     return robustness(model, batches, eps_grid=(0.0, *eps_grid), pgd_steps=pgd_steps, seed=seed)
@@ -179,12 +181,16 @@ def _model_card(path) -> dict:
     card = Path(path).with_suffix('.json')
     return {'card': json.loads(card.read_text())} if card.is_file() else {}
 
-def git_commit() -> str|None:
-    "The commit of the brainseg checkout this code runs from, or None outside a git checkout."
+def _git(*args) -> str|None:
     try:
-        r = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(brainseg.__file__).parent, capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() or None if r.returncode == 0 else None
+        r = subprocess.run(['git', *args], cwd=Path(brainseg.__file__).parent, capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
+
+def git_commit() -> str|None:
+    "The commit of the brainseg checkout this code runs from (with '+dirty' when files differ from it), or None outside git."
+    head = _git('rev-parse', 'HEAD')
+    return head and head + ('+dirty' if _git('status', '--porcelain', '--untracked-files=no') else '')
 
 def write_json(path, obj) -> Path:
     "Write `obj` as JSON, atomically (NaN written as null)."
@@ -243,10 +249,10 @@ class Grid:
     def to_dict(self) -> dict: return _plain(dataclasses.asdict(self))
 
     def runs(self) -> list:
-        "Every run: (run id, configuration name, parameters), ids from a hash of the parameters."
-        out = []
-        for name, params in self.configs.items():
-            for combo in itertools.product(*self.axes.values()):
+        "Every run: (run id, configuration name, parameters), ids from a hash of the parameters; configurations innermost."
+        out = []  # axes outermost: a grid cut short has every configuration for the combinations it reached
+        for combo in itertools.product(*self.axes.values()):
+            for name, params in self.configs.items():
                 p = {**self.base, **params, **dict(zip(self.axes, combo))}
                 key = json.dumps(_plain({'config': name, 'params': p}), sort_keys=True)
                 tag = '-'.join(f"{k[0]}{v}" for k, v in zip(self.axes, combo))
@@ -254,8 +260,8 @@ class Grid:
         return out
 
 # %% ../nbs/13_experiments.ipynb #f9163076
-_CPU = dict(data='template:10', size='96x96x48', folds=5, modalities=['T1', 'IR', 'FLAIR'], norm='instance',
-            epochs=2, iters_per_epoch=60, batch_size=4, features=16, val_batch_size=4)
+_CPU = dict(data='template:10', size='64x64x48', folds=5, modalities=['T1', 'IR', 'FLAIR'], epochs=1, iters_per_epoch=40,
+            batch_size=4, features=16, crop=48)  # a budget for 2 CPU cores: about 30 s of training per network
 _TABLE1 = {
     'base': dict(model='base', class_head=False),
     'base_class': dict(model='base', class_head=True),
@@ -263,21 +269,26 @@ _TABLE1 = {
     'defense_0.1': dict(model='base', class_head=True, eps=0.1),
     'defense_0.2': dict(model='base', class_head=True, eps=0.2),
     'proposed': dict(model='base', class_head=True, eps=0.1, cascade=True),
-    'unet': dict(model='unet', class_head=False, features=16),
-    'vnet': dict(model='vnet', class_head=False, features=8, patch=[16, 64, 64], batch_size=2),
+    'unet': dict(model='unet', class_head=False, batch_size=8),
+    'vnet': dict(model='vnet', class_head=False, features=8, patch=[16, 48, 48], batch_size=2),
 }
 PAPER_TABLE1 = {'base': 81.89, 'base_class': 82.44, 'defense_0.05': 82.42, 'defense_0.1': 82.71, 'defense_0.2': 82.31,
                 'proposed': 83.12, 'unet': 81.95, 'vnet': 81.88}  # mean Dice %, Ren et al. 2019, Table 1
 
 GRIDS = {
-    'table1': Grid('table1', _TABLE1, axes={'fold': [0, 1, 2, 3, 4], 'seed': [0, 1, 2]}, base={**_CPU, 'robustness_eps': [0.05, 0.1, 0.2]},
+    'table1': Grid('table1', _TABLE1, axes={'seed': [0, 1, 2], 'fold': [0, 1, 2, 3, 4]}, base={**_CPU, 'robustness_eps': [0.05, 0.1, 0.2]},
                    reference='base', claims=[['base_class', 'base'], ['defense_0.1', 'base_class'], ['defense_0.1', 'defense_0.05'],
                                              ['defense_0.1', 'defense_0.2'], ['proposed', 'defense_0.1'], ['proposed', 'unet'],
                                              ['proposed', 'vnet']]),
     'demo': Grid('demo', {'proposed': dict(pretrained='demo/proposed'), 'unet': dict(pretrained='demo/unet'),
                           'vnet': dict(pretrained='demo/vnet'),
-                          'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=40, batch_size=8, norm='instance')},
+                          'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=40, batch_size=8)},
                  base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
+    'demo_models': Grid('demo_models', {
+        'proposed': dict(model='base', cascade=True, class_head=True, eps=0.1, features=16, crop=64, batch_size=4, epochs=3, iters_per_epoch=70),
+        'unet': dict(model='unet', class_head=False, batch_size=8, epochs=6, iters_per_epoch=250),
+        'vnet': dict(model='vnet', class_head=False, features=8, batch_size=2, epochs=12, iters_per_epoch=130)},
+        base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4), 'base': dict(model='base', features=4, class_head=True, eps=0.1)},
                   axes={'fold': [0, 1]}, base=dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2,
                                                     batch_size=2, augment=False)),
@@ -535,3 +546,32 @@ def _write_report(out: Path, grid: Grid, tables: dict):
     if not robust.empty: parts += ['## Mean Dice under attack (mean ± sd over runs)', to_markdown(robust)]
     with atomic_path(out / 'summary.md') as tmp: Path(tmp).write_text('\n\n'.join(parts) + '\n')
     with atomic_path(out / 'dice_by_config.png') as tmp: dice_figure(tables['dice']).savefig(tmp, format='png', dpi=90)
+
+# %% ../nbs/13_experiments.ipynb #ddd88ebc
+def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` and `result.json`
+               name: str, # the shipped name, e.g. 'demo/unet'
+               command: str = '', # the command that trained it, for the model card
+               dest=None, # folder to ship into; default `brainseg/weights`
+              ) -> Path:
+    "Ship a run's model: float16 weights `<dest>/<name>.pt` and its model card `<dest>/<name>.json`."
+    from brainseg.models import load_torch_file
+    from brainseg.train import CHECKPOINT_FORMAT
+    from brainseg.cascade import CASCADE_FORMAT
+    run_folder, dest = Path(run_folder), Path(dest or WEIGHTS)
+    if run_status(run_folder) != 'done': raise ValueError(f"'{run_folder}' is not a finished run (no result.json)")
+    res = json.loads((run_folder / 'result.json').read_text())
+    src = run_folder / 'model' / ('cascade.pt' if res['params']['cascade'] else 'last.pt')
+    payload = load_torch_file(src, (CHECKPOINT_FORMAT, CASCADE_FORMAT), 'model file')
+    half = lambda sd: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    fmt = payload.pop('format')
+    if fmt == CASCADE_FORMAT: keep = {**payload, 'state_dicts': [half(sd) for sd in payload['state_dicts']]}
+    else: keep = {'config': payload['config'], 'model': half(payload['model'])}  # no optimizer state
+    path = save_torch_file(dest / f"{name}.pt", fmt, keep)
+    scores = pd.DataFrame(res['scores'])
+    write_json(dest / f"{name}.json", {
+        'name': name, 'trained_by': command, 'run': run_folder.name, 'params': res['params'], 'subjects': res['subjects'],
+        'held_out': {'mean_dice': res['mean_dice'], 'dice': scores.groupby('code', sort=False)['dice'].mean().round(4).to_dict(),
+                     'hd95_mm': scores.groupby('code', sort=False)['hd95_mm'].mean().round(2).to_dict()},
+        'weights': {'dtype': 'float16', 'megabytes': round(path.stat().st_size / 2**20, 2)},
+        'versions': res['versions'], 'timings_s': res['timings_s']})
+    return path

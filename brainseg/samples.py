@@ -94,12 +94,12 @@ class _Volumes(Dataset):
         return np.random.default_rng((self.seed, self.epoch, index, stream))
 
     def _crop(self, image, target, origin, index: int, size) -> tuple:
-        "A random in-plane window `size` (H, W) of a sample, its position drawn from the sample's stream 0."
+        "A random in-plane window of at most `size` (H, W) of a sample (axes shorter than it whole), drawn from stream 0."
         if not size: return image, target, origin
         rng, (h, w) = self.rng(index, 0), target.shape[-2:]
-        y, x = (int(rng.integers(n - d + 1)) if n >= d else -((d - n) // 2) for n, d in zip((h, w), size))
-        window = (target.shape[-3], *size)
-        return (_take(image, (0, y, x), window, 0), _take(target, (0, y, x), window, IGNORE_INDEX),
+        size = (min(size[0], h), min(size[1], w))
+        y, x = (int(rng.integers(n - d + 1)) for n, d in zip((h, w), size))
+        return (_take(image, (0, y, x), (image.shape[-3], *size), 0), _take(target, (0, y, x), (target.shape[-3], *size), IGNORE_INDEX),
                 (origin[0], origin[1] + y, origin[2] + x))
 
     def _sample(self, s: int, image, target, origin, index: int) -> dict:
@@ -119,7 +119,7 @@ class SlabDataset(_Volumes):
                  seed: int = 0, # seed of the augmentation
                  target_fn=None, # raw label map (X, Y, Z) -> training target; default `labels.training_target`
                  roi_classes=SCORED, # target classes whose presence 'roi' reports
-                 crop=0, # random in-plane window (H, W) or one size for both, in voxels; 0 = the whole slice
+                 crop=0, # random in-plane window (H, W) at most, or one size for both, in voxels; 0 = the whole slice
                 ):
         crop = tuple(int(n) for n in np.broadcast_to(crop, 2))
         if min(crop) < 0 or (0 in crop and any(crop)): raise ValueError(f"crop must be 0 or two sizes >= 1, found {crop}")

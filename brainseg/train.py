@@ -42,7 +42,7 @@ class TrainConfig:
     modalities: tuple = MODALITIES  # input channels, in order
     slab: int = 19  # base: input slices per slab (19 in, 11 out)
     patch: tuple = (16, 64, 64)  # vnet: patch size (D, H, W)
-    crop: int = 0  # base, unet: random in-plane crop (voxels, a multiple of 16) of each training sample; 0 = whole slices
+    crop: int = 0  # base, unet: random in-plane window of at most this size (voxels, a multiple of 16) per training sample; 0 = whole slices
     epochs: int = 2  # passes (each of iters_per_epoch steps)
     iters_per_epoch: int = 0  # steps per epoch; 0 = as many as samples / batch_size
     batch_size: int = 4  # samples per step (per process under torchrun)
@@ -347,7 +347,7 @@ def train_cascade(cfg: TrainConfig|dict, train_subjects: list, val_subjects: lis
     cascade = Cascade(stages, len(cfg.modalities), stage_configs_from(cfg, stages, stage_configs), cfg.modalities)
     for k, st in enumerate(cascade.stages):
         c = cascade.configs[k]
-        scfg = dataclasses.replace(cfg, model=c['model'], eps=c['eps'], crop=cfg.crop if k == 0 else 0)  # later stages see boxes
+        scfg = dataclasses.replace(cfg, model=c['model'], eps=c['eps'])
         log(f"stage {k + 1}/{len(cascade.stages)} {st.name!r} on {st.region or 'the full input'}: {st.class_names}")
         ds = make_dataset(scfg, cascade.training_items(items, k, seed=cfg.seed), **stage_targets(st))
         weights = class_aware_weights(ds.presence) if cfg.class_aware and hasattr(ds, 'presence') else None
