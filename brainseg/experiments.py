@@ -217,7 +217,7 @@ def run_result(run: RunSpec, # the run
     import platform
     cols = ['subject', 'code', 'dice', 'hd95_mm', 'vs']
     per_subject = scores.groupby('subject', sort=False)['dice'].mean()
-    model = None if model_path is None else {'path': str(model_path), **_model_card(model_path)}
+    model = None if model_path is None else {'path': run.pretrained or str(model_path), **_model_card(model_path)}
     return {'params': run.to_dict(), 'model': model, 'subjects': {'train': list(train_ids), 'test': list(test_ids)},
             'scores': scores[cols].to_dict('records'), 'mean_dice': float(per_subject.mean()),
             'mean_dice_per_subject': per_subject.to_dict(), 'robustness': robustness, 'timings_s': timings,
@@ -413,7 +413,7 @@ def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
         (folder / 'failed.json').unlink(missing_ok=True)
         write_json(folder / 'params.json', {'grid': grid.name, 'config': name, 'params': params})
         t1 = time.time()
-        _execute(nb, folder, {**_as_notebook_params(params, names), 'out': str(folder.resolve())}, kernel_name)
+        _execute(nb, folder, {**_as_notebook_params(params, names), 'out': '.'}, kernel_name)  # the kernel runs in `folder`
         done += 1
         status, secs = run_status(folder), time.time() - t1
         rows.append({'run': rid, 'config': name, 'status': status, 'seconds': round(secs, 1)})
@@ -569,7 +569,8 @@ def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` a
     path = save_torch_file(dest / f"{name}.pt", fmt, keep)
     scores = pd.DataFrame(res['scores'])
     write_json(dest / f"{name}.json", {
-        'name': name, 'trained_by': command, 'run': run_folder.name, 'params': res['params'], 'subjects': res['subjects'],
+        'name': name, 'trained_by': command, 'run': run_folder.name, 'params': {**res['params'], 'out': run_folder.name},
+        'subjects': res['subjects'],
         'held_out': {'mean_dice': res['mean_dice'], 'dice': scores.groupby('code', sort=False)['dice'].mean().round(4).to_dict(),
                      'hd95_mm': scores.groupby('code', sort=False)['hd95_mm'].mean().round(2).to_dict()},
         'weights': {'dtype': 'float16', 'megabytes': round(path.stat().st_size / 2**20, 2)},
