@@ -11,7 +11,7 @@ peer trains for the wall time brainseg took (`--budget time`, the CPU comparison
     python bench/bench_training.py --steps 900 --variant norm=batch,crop=0 --variant norm=instance,crop=192
     python bench/bench_training.py --steps 900 --device cuda --budget steps
 """
-import argparse, json, os, sys, time
+import argparse, json, time
 import numpy as np
 import torch
 

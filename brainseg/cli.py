@@ -6,14 +6,14 @@
 from __future__ import annotations
 import argparse, dataclasses, inspect, json, re, sys, time
 from pathlib import Path
-import numpy as np
 import pandas as pd
 from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrains_subject
 from .data import mrbrains_folders
 from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
-from .experiments import subjects_from, split, load_grid, run_grid, write_report, PAPER_TABLE1
+from .experiments import subjects_from, split, load_grid, run_grid, PAPER_TABLE1
+from .results import write_report
 
 # %% auto #0
 __all__ = ['VIEWER_NOTEBOOK', 'ERRORS', 'cmd_train', 'cmd_predict', 'evaluate_tables', 'cmd_evaluate', 'parse_sets',

@@ -4,28 +4,24 @@
 
 # %% ../nbs/13_experiments.ipynb #01fceb0c
 from __future__ import annotations
-import dataclasses, hashlib, itertools, json, math, re, subprocess, sys, time
+import dataclasses, hashlib, itertools, json, math, re, subprocess, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import brainseg
-from .io import SubjectError, atomic_path, load_subject
-from .labels import SCORED, label
+from .io import atomic_path
 from .data import load_dataset, kfold, save_folds
 from .train import TrainConfig, train, train_cascade, load_model, pick_device
 from .models import save_torch_file
-from .cascade import load_cascade
 from .infer import predict_subject, write_result, load_predictor
-from .metrics import score_subject, summarize, to_markdown
+from .metrics import score_subject
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'parse_size', 'subjects_from', 'split', 'RunSpec', 'train_run', 'predict_run',
            'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'run_result', 'Grid',
-           'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status', 'run_grid', 'load_results',
-           'summary_table', 'format_summary', 'paired_difference', 'verdict', 'claims_table', 'robustness_table',
-           'dice_figure', 'write_report', 'ship_model']
+           'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status', 'run_grid', 'ship_model']
 
 # %% ../nbs/13_experiments.ipynb #30301c1b
 def parse_size(size: str) -> tuple:
@@ -422,130 +418,6 @@ def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
         why = '' if status == 'done' else f" ({json.loads((folder / 'failed.json').read_text())['ename']})"
         log(f"[{done}/{len(todo)}] {rid}: {status}{why} in {_duration(secs)}; elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
     return pd.DataFrame(rows)
-
-# %% ../nbs/13_experiments.ipynb #70238235
-def load_results(out) -> pd.DataFrame:
-    "Every finished run's scores in one long table: run, config, fold, seed, subject, structure, Dice, HD95, VS."
-    rows = []
-    for path in sorted(Path(out).glob('*/result.json')):
-        res, meta = json.loads(path.read_text()), json.loads((path.parent / 'params.json').read_text())
-        p = res['params']
-        for s in res['scores']:
-            rows.append({'run': path.parent.name, 'config': meta['config'], 'fold': p['fold'], 'seed': p['config']['seed'], **s})
-    cols = ['run', 'config', 'fold', 'seed', 'subject', 'code', 'dice', 'hd95_mm', 'vs']
-    return pd.DataFrame(rows, columns=cols).astype({'dice': float, 'hd95_mm': float, 'vs': float})
-
-def _order(configs, grid_configs=None) -> list:
-    seen = list(dict.fromkeys(configs))
-    return [c for c in (grid_configs or []) if c in seen] + [c for c in seen if c not in (grid_configs or [])]
-
-def summary_table(long: pd.DataFrame, # `load_results`
-                  metric: str = 'dice', # 'dice', 'hd95_mm' or 'vs'
-                  order=None, # configuration order
-                 ) -> pd.DataFrame:
-    "Mean and sd over runs (folds x seeds) per configuration and structure, and of each run's mean over structures."
-    per_run = long.groupby(['config', 'run', 'code'], sort=False)[metric].mean().unstack('code')
-    codes = [label(k).code for k in SCORED if label(k).code in per_run.columns]
-    per_run = per_run[codes].assign(mean=per_run[codes].mean(axis=1))
-    g = per_run.groupby(level='config', sort=False)
-    table = pd.concat({'mean': g.mean(), 'sd': g.std(ddof=1), 'runs': g.size().to_frame('n')}, axis=1)
-    return table.loc[_order(per_run.index.get_level_values('config'), order)]
-
-def format_summary(table: pd.DataFrame, digits: int = 3, scale: float = 1.0) -> pd.DataFrame:
-    "'mean ± sd' strings of `summary_table` (NaN sd with one run: the mean alone)."
-    m, s = (table['mean'] * scale).round(digits).astype(str), (table['sd'] * scale).round(digits)
-    return m.where(s.isna(), m + ' ± ' + s.astype(str)).assign(runs=table[('runs', 'n')])
-
-def paired_difference(long: pd.DataFrame, a: str, b: str, metric: str = 'dice') -> dict:
-    "Mean over subjects of (a - b) in each subject's mean `metric` over structures (seeds averaged), with a 95% t interval."
-    from scipy import stats
-    per = long.groupby(['config', 'subject'])[metric].mean()
-    if a not in per.index.get_level_values(0) or b not in per.index.get_level_values(0):
-        return {'a': a, 'b': b, 'n': 0, 'diff': np.nan, 'ci_low': np.nan, 'ci_high': np.nan}
-    d = (per.loc[a] - per.loc[b]).dropna()
-    n, mean = len(d), float(d.mean()) if len(d) else np.nan
-    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    return {'a': a, 'b': b, 'n': n, 'diff': mean, 'ci_low': mean - half, 'ci_high': mean + half}
-
-def verdict(low: float, high: float) -> str:
-    "'holds' when the 95% interval of (a - b) lies above 0, 'does not hold' below 0, else 'cannot tell'."
-    if np.isnan(low) or np.isnan(high): return 'cannot tell'
-    return 'holds' if low > 0 else 'does not hold' if high < 0 else 'cannot tell'
-
-def claims_table(long: pd.DataFrame, claims, paper: dict|None = None) -> pd.DataFrame:
-    "Each claim 'a beats b': the paper's figures, ours, the paired difference with its 95% interval, and the verdict."
-    ours = long.groupby(['config', 'run'])['dice'].mean().groupby('config').mean()
-    rows = []
-    for a, b in claims:
-        d = paired_difference(long, a, b)
-        rows.append({'claim': f"{a} > {b}", 'paper': f"{paper[a]:.2f} vs {paper[b]:.2f}" if paper and a in paper and b in paper else '',
-                     'ours': f"{100 * ours.get(a, np.nan):.2f} vs {100 * ours.get(b, np.nan):.2f}",
-                     'diff (pp)': round(100 * d['diff'], 2), '95% CI (pp)': f"[{100 * d['ci_low']:.2f}, {100 * d['ci_high']:.2f}]",
-                     'subjects': d['n'], 'verdict': verdict(d['ci_low'], d['ci_high'])})
-    return pd.DataFrame(rows)
-
-def robustness_table(out) -> pd.DataFrame:
-    "Mean Dice under attack per configuration, attack and eps (mean ± sd over runs), from the runs' result.json."
-    rows = []
-    for path in sorted(Path(out).glob('*/result.json')):
-        res, meta = json.loads(path.read_text()), json.loads((path.parent / 'params.json').read_text())
-        rows += [{'config': meta['config'], 'run': path.parent.name, **r} for r in res.get('robustness') or []]
-    if not rows: return pd.DataFrame()
-    t = pd.DataFrame(rows)
-    t['attack'] = t['attack'] + ' ' + t['eps'].map(lambda e: f"{e:g}")
-    g = t.groupby(['config', 'attack'], sort=False)['dice']
-    cell = g.mean().round(3).astype(str) + ' ± ' + g.std(ddof=1).round(3).astype(str)
-    return cell.unstack('attack')
-
-# %% ../nbs/13_experiments.ipynb #825a064d
-def dice_figure(table: pd.DataFrame, # `summary_table` of Dice
-                title: str = 'Held-out Dice (mean ± sd over runs)'):
-    "Grouped bars: Dice per structure (and the mean) for each configuration, with sd error bars."
-    from matplotlib.figure import Figure
-    codes, configs = list(table['mean'].columns), list(table.index)
-    fig = Figure(figsize=(max(6, 1.1 * len(codes) + 0.2 * len(codes) * len(configs)), 3.6))
-    ax = fig.subplots()
-    w = 0.8 / len(configs)
-    for k, c in enumerate(configs):
-        x = np.arange(len(codes)) + (k - (len(configs) - 1) / 2) * w
-        ax.bar(x, table.loc[c, 'mean'].values, w, yerr=table.loc[c, 'sd'].fillna(0).values, label=c, capsize=2)
-    ax.set_xticks(np.arange(len(codes)), codes); ax.set_ylim(0, 1); ax.set_ylabel('Dice'); ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(4, len(configs)), loc='lower left'); fig.tight_layout()
-    return fig
-
-def write_report(out, # a grid's output folder
-                 grid=None, # its `Grid` (order, reference, claims); default from `out/grid.json`
-                 paper: dict|None = None, # the paper's mean Dice (%) per configuration, for the claims
-                 write: bool = True, # write results.csv, summary.md and dice_by_config.png into `out`
-                ) -> dict:
-    "The tables of a grid's finished runs; written as `results.csv` (long), `summary.md` and `dice_by_config.png`."
-    out = Path(out)
-    grid = load_grid(grid if grid is not None else json.loads((out / 'grid.json').read_text()))
-    long = load_results(out)
-    if long.empty: raise ValueError(f"'{out}' holds no finished runs (no <run>/result.json)")
-    order = list(grid.configs)
-    tables = {m: summary_table(long, m, order) for m in ('dice', 'hd95_mm', 'vs')}
-    diffs = pd.DataFrame([paired_difference(long, c, grid.reference) for c in tables['dice'].index if c != grid.reference])
-    claims = claims_table(long, grid.claims, paper) if grid.claims else pd.DataFrame()
-    robust = robustness_table(out)
-    tables = {'long': long, **tables, 'differences': diffs, 'claims': claims, 'robustness': robust}
-    if write: _write_report(out, grid, tables)
-    return tables
-
-def _write_report(out: Path, grid: Grid, tables: dict):
-    long, diffs, claims, robust = tables['long'], tables['differences'], tables['claims'], tables['robustness']
-    with atomic_path(out / 'results.csv') as tmp: long.to_csv(tmp, index=False)
-    parts = [f"# Results of grid '{grid.name}'", f"{long['run'].nunique()} finished runs, {long['subject'].nunique()} held-out subjects.",
-             '## Dice (mean ± sd over runs)', to_markdown(format_summary(tables['dice'])),
-             '## HD95, mm (mean ± sd over runs)', to_markdown(format_summary(tables['hd95_mm'], 2)),
-             '## Volumetric similarity (mean ± sd over runs)', to_markdown(format_summary(tables['vs']))]
-    if not diffs.empty:
-        parts += [f"## Paired differences in mean Dice against '{grid.reference}' (per subject, seeds averaged; 95% t interval)",
-                  to_markdown(diffs.set_index('a').round(4))]
-    if not claims.empty: parts += ['## Claims', to_markdown(claims.set_index('claim'))]
-    if not robust.empty: parts += ['## Mean Dice under attack (mean ± sd over runs)', to_markdown(robust)]
-    with atomic_path(out / 'summary.md') as tmp: Path(tmp).write_text('\n\n'.join(parts) + '\n')
-    with atomic_path(out / 'dice_by_config.png') as tmp: dice_figure(tables['dice']).savefig(tmp, format='png', dpi=90)
 
 # %% ../nbs/13_experiments.ipynb #ddd88ebc
 def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` and `result.json`

@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import papermill
 import pytest
-from brainseg.experiments import Grid, run_grid, write_report, notebook_path, load_results
+from brainseg.experiments import run_grid, notebook_path
+from brainseg.results import write_report, load_results
 
 TINY = dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2, batch_size=2, augment=False,
             modalities=['T1'])
