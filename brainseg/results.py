@@ -15,7 +15,7 @@ from .experiments import Grid, load_grid
 
 # %% auto #0
 __all__ = ['load_results', 'summary_table', 'format_summary', 'paired_difference', 'verdict', 'claims_table', 'robustness_table',
-           'dice_figure', 'write_report']
+           'paper_table', 'dice_figure', 'write_report']
 
 # %% ../nbs/13a_results.ipynb #70238235
 def load_results(out) -> pd.DataFrame:
@@ -92,6 +92,14 @@ def robustness_table(out) -> pd.DataFrame:
     return cell.unstack('attack')
 
 # %% ../nbs/13a_results.ipynb #825a064d
+def paper_table(dice: pd.DataFrame, # `summary_table` of Dice
+                paper: dict, # the paper's mean Dice (%) per configuration
+               ) -> pd.DataFrame:
+    "The paper's mean Dice (%) beside ours (mean ± sd over runs, %), per configuration."
+    ours = format_summary(dice, 2, 100)
+    return pd.DataFrame({'paper': [paper.get(c, np.nan) for c in dice.index], 'ours': ours['mean'],
+                         'runs': dice[('runs', 'n')]}, index=dice.index)
+
 def dice_figure(table: pd.DataFrame, # `summary_table` of Dice
                 title: str = 'Held-out Dice (mean ± sd over runs)'):
     "Grouped bars: Dice per structure (and the mean) for each configuration, with sd error bars."
@@ -122,17 +130,19 @@ def write_report(out, # a grid's output folder
     diffs = pd.DataFrame([paired_difference(long, c, grid.reference) for c in tables['dice'].index if c != grid.reference])
     claims = claims_table(long, grid.claims, paper) if grid.claims else pd.DataFrame()
     robust = robustness_table(out)
-    tables = {'long': long, **tables, 'differences': diffs, 'claims': claims, 'robustness': robust}
+    side = paper_table(tables['dice'], paper) if paper else pd.DataFrame()
+    tables = {'long': long, **tables, 'differences': diffs, 'claims': claims, 'robustness': robust, 'paper': side}
     if write: _write_report(out, grid, tables)
     return tables
 
 def _write_report(out: Path, grid: Grid, tables: dict):
-    long, diffs, claims, robust = tables['long'], tables['differences'], tables['claims'], tables['robustness']
+    long, diffs, claims, robust, side = (tables[k] for k in ('long', 'differences', 'claims', 'robustness', 'paper'))
     with atomic_path(out / 'results.csv') as tmp: long.to_csv(tmp, index=False)
     parts = [f"# Results of grid '{grid.name}'", f"{long['run'].nunique()} finished runs, {long['subject'].nunique()} held-out subjects.",
              '## Dice (mean ± sd over runs)', to_markdown(format_summary(tables['dice'])),
              '## HD95, mm (mean ± sd over runs)', to_markdown(format_summary(tables['hd95_mm'], 2)),
              '## Volumetric similarity (mean ± sd over runs)', to_markdown(format_summary(tables['vs']))]
+    if not side.empty: parts += ["## Side by side with the paper's Table 1 (mean Dice %)", to_markdown(side)]
     if not diffs.empty:
         parts += [f"## Paired differences in mean Dice against '{grid.reference}' (per subject, seeds averaged; 95% t interval)",
                   to_markdown(diffs.set_index('a').round(4))]
