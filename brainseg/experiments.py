@@ -281,9 +281,10 @@ GRIDS = {
                           'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=40, batch_size=8)},
                  base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
     'demo_models': Grid('demo_models', {
-        'proposed': dict(model='base', cascade=True, class_head=True, eps=0.1, features=16, crop=64, batch_size=4, epochs=3, iters_per_epoch=70),
-        'unet': dict(model='unet', class_head=False, batch_size=8, epochs=6, iters_per_epoch=250),
-        'vnet': dict(model='vnet', class_head=False, features=8, batch_size=2, epochs=12, iters_per_epoch=130)},
+        'proposed': dict(model='base', cascade=True, class_head=True, eps=0.1, features=16, crop=64, batch_size=4, epochs=3, iters_per_epoch=70,
+                         norm='batch'),
+        'unet': dict(model='unet', class_head=False, batch_size=8, epochs=6, iters_per_epoch=250, norm='batch'),
+        'vnet': dict(model='vnet', class_head=False, features=8, batch_size=2, epochs=12, iters_per_epoch=130, norm='batch')},
         base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4), 'base': dict(model='base', features=4, class_head=True, eps=0.1)},
                   axes={'fold': [0, 1]}, base=dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2,

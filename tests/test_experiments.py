@@ -104,3 +104,15 @@ def test_parameters_cell_survives_nbdev_clean(tmp_path):
     assert r.returncode == 0, r.stderr
     params = papermill.inspect_notebook(str(nb))
     assert {'model', 'eps', 'cascade', 'class_head', 'fold', 'seed', 'out', 'config'} <= set(params)
+
+def test_run_notebook_defaults_are_the_library_defaults():
+    "The notebook's parameters cell must not silently change a training default (only the budget is tiny there)."
+    import ast, dataclasses
+    from brainseg.train import TrainConfig
+    tiny_budget = {'model', 'class_head', 'epochs', 'iters_per_epoch', 'batch_size'}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    params = papermill.inspect_notebook(str(notebook_path('train')))
+    for name, p in params.items():
+        if name in defaults and name not in tiny_budget:
+            value = ast.literal_eval(p['default'])
+            assert value == defaults[name] or (isinstance(value, list) and tuple(value) == defaults[name]), (name, value, defaults[name])
