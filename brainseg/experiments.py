@@ -85,6 +85,8 @@ class RunSpec:
     pretrained: str = ''  # score this saved model (checkpoint or cascade) instead of training
     out: str = ''  # output folder; '' = a new temporary folder
     robustness_eps: tuple = ()  # FGSM / PGD steps to score the held-out subjects under (z-score units); () = skip
+    robustness_samples: int = 8  # slices, slabs or patches attacked, evenly spaced over the held-out subjects
+    pgd_steps: int = 5  # PGD iterations
     config: dict = field(default_factory=dict)  # `TrainConfig` keys (model, eps, epochs, lr, ...)
 
     def __post_init__(self):
@@ -158,7 +160,7 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chosen), batch_size=batch_size, collate_fn=pad_collate)
     dev = next(model.parameters()).device
     batches = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in loader)
-    return robustness(model, batches, eps_grid=(0.0, *eps_grid), pgd_steps=pgd_steps, seed=seed)
+    return robustness(model, batches, eps_grid=tuple(eps_grid), pgd_steps=pgd_steps, seed=seed)
 
 # %% ../nbs/13_experiments.ipynb #db705110
 WEIGHTS = Path(brainseg.__file__).resolve().parent / 'weights'  # models shipped with brainseg: `<name>.pt` beside `<name>.json`
@@ -257,7 +259,7 @@ class Grid:
 
 # %% ../nbs/13_experiments.ipynb #f9163076
 _CPU = dict(data='template:10', size='64x64x48', folds=5, modalities=['T1', 'IR', 'FLAIR'], epochs=1, iters_per_epoch=40,
-            batch_size=4, features=16, crop=48)  # a budget for 2 CPU cores: about 30 s of training per network
+            batch_size=4, features=16, crop=48)  # a budget for 2 CPU cores: 10-20 s of training per network
 _TABLE1 = {
     'base': dict(model='base', class_head=False),
     'base_class': dict(model='base', class_head=True),
@@ -272,13 +274,13 @@ PAPER_TABLE1 = {'base': 81.89, 'base_class': 82.44, 'defense_0.05': 82.42, 'defe
                 'proposed': 83.12, 'unet': 81.95, 'vnet': 81.88}  # mean Dice %, Ren et al. 2019, Table 1
 
 GRIDS = {
-    'table1': Grid('table1', _TABLE1, axes={'seed': [0, 1, 2], 'fold': [0, 1, 2, 3, 4]}, base={**_CPU, 'robustness_eps': [0.05, 0.1, 0.2]},
+    'table1': Grid('table1', _TABLE1, axes={'seed': [0, 1, 2], 'fold': [0, 1, 2, 3, 4]}, base={**_CPU, 'robustness_eps': [0.05, 0.1, 0.2], 'robustness_samples': 4, 'pgd_steps': 3},
                    reference='base', claims=[['base_class', 'base'], ['defense_0.1', 'base_class'], ['defense_0.1', 'defense_0.05'],
                                              ['defense_0.1', 'defense_0.2'], ['proposed', 'defense_0.1'], ['proposed', 'unet'],
                                              ['proposed', 'vnet']]),
     'demo': Grid('demo', {'proposed': dict(pretrained='demo/proposed'), 'unet': dict(pretrained='demo/unet'),
                           'vnet': dict(pretrained='demo/vnet'),
-                          'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=40, batch_size=8)},
+                          'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=120, batch_size=8)},
                  base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
     'demo_models': Grid('demo_models', {
         'proposed': dict(model='base', cascade=True, class_head=True, eps=0.1, features=16, crop=64, batch_size=4, epochs=3, iters_per_epoch=70,

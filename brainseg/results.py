@@ -86,7 +86,8 @@ def robustness_table(out) -> pd.DataFrame:
         rows += [{'config': meta['config'], 'run': path.parent.name, **r} for r in res.get('robustness') or []]
     if not rows: return pd.DataFrame()
     t = pd.DataFrame(rows)
-    t['attack'] = t['attack'] + ' ' + t['eps'].map(lambda e: f"{e:g}")
+    t = t[(t['attack'] == 'none') | (t['eps'] > 0)]  # an attack of step 0 is the clean image again
+    t['attack'] = t['attack'].where(t['attack'] != 'none', 'clean') + ' ' + t['eps'].map(lambda e: f"{e:g}")
     g = t.groupby(['config', 'attack'], sort=False)['dice']
     cell = g.mean().round(3).astype(str) + ' ± ' + g.std(ddof=1).round(3).astype(str)
     return cell.unstack('attack')
