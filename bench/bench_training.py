@@ -17,30 +17,14 @@ import torch
 
 FOCUS = ['G', 'B', 'WM', 'V', 'C', 'BS']  # the structures the issue tracker reports (lesions and CSF aside)
 
-def parse_variant(text: str) -> dict:
-    "'norm=instance,crop=192' -> {'norm': 'instance', 'crop': 192} (numbers and booleans parsed)."
-    out = {}
-    for part in filter(None, text.split(',')):
-        k, _, v = part.partition('=')
-        out[k.strip()] = {'true': True, 'false': False}.get(v.lower(), _number(v))
-    return out
-
-def _number(v):
-    for cast in (int, float):
-        try: return cast(v)
-        except ValueError: pass
-    return v
-
 def data(n, size, modalities, skull_strip):
     from brainseg.template import template_subjects
     return template_subjects(n, shape=size, modalities=modalities, skull_strip=skull_strip)
 
 def score(subjects, predict) -> dict:
     "Mean official Dice per structure over held-out subjects, and the means over 8 structures and over FOCUS."
-    import pandas as pd
-    from brainseg.metrics import score_subject
-    table = pd.concat([score_subject(s, predict(s)) for s in subjects])
-    per = table.groupby('code', sort=False)['dice'].mean()
+    from brainseg.experiments import score_run
+    per = score_run(subjects, {s.id: predict(s) for s in subjects}).groupby('code', sort=False)['dice'].mean()
     return {**{k: round(float(v), 4) for k, v in per.items()}, 'mean8': round(float(per.mean()), 4),
             'mean6': round(float(per[FOCUS].mean()), 4)}
 
@@ -124,9 +108,10 @@ def main(argv=None):
     print(f"# {len(train_s)} training / {len(val_s)} held-out template subjects ({', '.join(s.id for s in val_s)}), "
           f"{a.size}, {a.modalities}, skull {'stripped' if a.skull_strip else 'kept'}; device {a.device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
+    from brainseg.cli import parse_sets
     rows = []
-    for k, text in enumerate(a.variant or ['']):
-        secs, steps, dice = run_brainseg(parse_variant(text), train_s, val_s, a.steps, a.batch, a.device,
+    for k, text in enumerate(a.variant or ['']):  # 'norm=instance,crop=192': values read as JSON, else as text
+        secs, steps, dice = run_brainseg(parse_sets(filter(None, text.split(','))), train_s, val_s, a.steps, a.batch, a.device,
                                          f"{a.out}/brainseg{k}", mods)
         rows.append({'who': f"brainseg {text or 'defaults'}", 'seconds': round(secs, 1), 'steps': steps, **dice})
         print(json.dumps(rows[-1]), flush=True)

@@ -12,7 +12,7 @@ from .data import mrbrains_folders
 from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
-from .experiments import subjects_from, split, load_grid, run_grid, PAPER_TABLE1
+from .experiments import subjects_from, split, load_grid, run_grid
 from .results import write_report
 
 # %% auto #0
@@ -90,7 +90,7 @@ def cmd_experiment(args):
     failed = status[status['status'] == 'failed']
     if len(failed): print(f"{len(failed)} runs failed; their errors are in {args.out}/<run>/failed.json: {list(failed['run'])}")
     if (status['status'] == 'done').any():
-        tables = write_report(args.out, paper=PAPER_TABLE1 if grid.name == 'table1' else None)
+        tables = write_report(args.out)
         print(f"\nheld-out Dice (mean ± sd over runs):\n{to_markdown(tables['dice']['mean'].round(4))}")
         print(f"report: {args.out}/summary.md, {args.out}/results.csv, {args.out}/dice_by_config.png")
 

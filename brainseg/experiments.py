@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_experiments.ipynb #01fceb0c
 from __future__ import annotations
-import dataclasses, hashlib, itertools, json, math, re, subprocess, time
+import dataclasses, hashlib, itertools, json, math, platform, re, subprocess, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np
@@ -12,9 +12,12 @@ import pandas as pd
 import torch
 import brainseg
 from .io import atomic_path
-from .data import load_dataset, kfold, save_folds
-from .train import TrainConfig, train, train_cascade, load_model, pick_device
-from .models import save_torch_file
+from .data import load_dataset, kfold, save_folds, preprocess
+from .train import (TrainConfig, CHECKPOINT_FORMAT, train, train_cascade, load_model, pick_device, make_dataset,
+                            pad_collate)
+from .models import save_torch_file, load_torch_file
+from .cascade import CASCADE_FORMAT
+from .adversarial import robustness
 from .infer import predict_subject, write_result, load_predictor
 from .metrics import score_subject
 
@@ -151,9 +154,6 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
                    max_samples: int = 8, # slices, slabs or patches attacked, evenly spaced over the held-out subjects
                    batch_size: int = 8, device: str = 'auto', seed: int = 0) -> list:
     "Mean Dice of the held-out subjects under FGSM and PGD attacks over `eps_grid`: rows {'attack', 'eps', 'dice'}."
-    from brainseg.train import make_dataset, pad_collate
-    from brainseg.data import preprocess
-    from brainseg.adversarial import robustness
     model, cfg = load_model(model_path, pick_device(device))
     ds = make_dataset(cfg, [preprocess(s, cfg.modalities) for s in subjects], train=False)
     chosen = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int)).tolist()
@@ -212,7 +212,6 @@ def run_result(run: RunSpec, # the run
                model_path=None, # the model scored
               ) -> dict:
     "What a run leaves in `result.json`: parameters, config, per-subject scores, summary, timings, versions."
-    import platform
     cols = ['subject', 'code', 'dice', 'hd95_mm', 'vs']
     per_subject = scores.groupby('subject', sort=False)['dice'].mean()
     model = None if model_path is None else {'path': run.pretrained or str(model_path), **_model_card(model_path)}
@@ -233,7 +232,8 @@ class Grid:
     base: dict = field(default_factory=dict)  # parameters of every run
     reference: str = ''  # configuration the others are compared to; default the first
     notebook: str = 'train'  # the run notebook, `nbs/runs/<notebook>.ipynb`, or a path
-    claims: list = field(default_factory=list)  # [better, worse, paper's better, paper's worse]: "better beats worse"
+    claims: list = field(default_factory=list)  # pairs [a, b]: the claim "configuration a beats configuration b"
+    paper: dict = field(default_factory=dict)  # published mean Dice (%) per configuration, shown beside ours
 
     def __post_init__(self):
         if not isinstance(self.configs, dict) or not self.configs:
@@ -270,6 +270,7 @@ _TABLE1 = {
     'unet': dict(model='unet', class_head=False, batch_size=8),
     'vnet': dict(model='vnet', class_head=False, features=8, patch=[16, 48, 48], batch_size=2),
 }
+_DEMO_DATA = dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])
 PAPER_TABLE1 = {'base': 81.89, 'base_class': 82.44, 'defense_0.05': 82.42, 'defense_0.1': 82.71, 'defense_0.2': 82.31,
                 'proposed': 83.12, 'unet': 81.95, 'vnet': 81.88}  # mean Dice %, Ren et al. 2019, Table 1
 
@@ -277,17 +278,17 @@ GRIDS = {
     'table1': Grid('table1', _TABLE1, axes={'seed': [0, 1, 2], 'fold': [0, 1, 2, 3, 4]}, base={**_CPU, 'robustness_eps': [0.05, 0.1, 0.2], 'robustness_samples': 4, 'pgd_steps': 3},
                    reference='base', claims=[['base_class', 'base'], ['defense_0.1', 'base_class'], ['defense_0.1', 'defense_0.05'],
                                              ['defense_0.1', 'defense_0.2'], ['proposed', 'defense_0.1'], ['proposed', 'unet'],
-                                             ['proposed', 'vnet']]),
+                                             ['proposed', 'vnet']], paper=PAPER_TABLE1),
     'demo': Grid('demo', {'proposed': dict(pretrained='demo/proposed'), 'unet': dict(pretrained='demo/unet'),
                           'vnet': dict(pretrained='demo/vnet'),
                           'unet_live': dict(model='unet', class_head=False, epochs=1, iters_per_epoch=120, batch_size=8)},
-                 base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
+                 base=_DEMO_DATA),
     'demo_models': Grid('demo_models', {
         'proposed': dict(model='base', cascade=True, class_head=True, eps=0.1, features=16, crop=64, batch_size=4, epochs=3, iters_per_epoch=70,
                          norm='batch'),
         'unet': dict(model='unet', class_head=False, batch_size=8, epochs=6, iters_per_epoch=250, norm='batch'),
         'vnet': dict(model='vnet', class_head=False, features=8, batch_size=2, epochs=12, iters_per_epoch=130, norm='batch')},
-        base=dict(data='template:12', size='120x120x48', val_ids='template10,template11', modalities=['T1', 'IR', 'FLAIR'])),
+        base=_DEMO_DATA),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4), 'base': dict(model='base', features=4, class_head=True, eps=0.1)},
                   axes={'fold': [0, 1]}, base=dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2,
                                                     batch_size=2, augment=False)),
@@ -429,9 +430,6 @@ def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` a
                dest=None, # folder to ship into; default `brainseg/weights`
               ) -> Path:
     "Ship a run's model: float16 weights `<dest>/<name>.pt` and its model card `<dest>/<name>.json`."
-    from brainseg.models import load_torch_file
-    from brainseg.train import CHECKPOINT_FORMAT
-    from brainseg.cascade import CASCADE_FORMAT
     run_folder, dest = Path(run_folder), Path(dest or WEIGHTS)
     if run_status(run_folder) != 'done': raise ValueError(f"'{run_folder}' is not a finished run (no result.json)")
     res = json.loads((run_folder / 'result.json').read_text())

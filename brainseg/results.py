@@ -118,7 +118,7 @@ def dice_figure(table: pd.DataFrame, # `summary_table` of Dice
 
 def write_report(out, # a grid's output folder
                  grid=None, # its `Grid` (order, reference, claims); default from `out/grid.json`
-                 paper: dict|None = None, # the paper's mean Dice (%) per configuration, for the claims
+                 paper: dict|None = None, # published mean Dice (%) per configuration; default the grid's
                  write: bool = True, # write results.csv, summary.md and dice_by_config.png into `out`
                 ) -> dict:
     "The tables of a grid's finished runs; written as `results.csv` (long), `summary.md` and `dice_by_config.png`."
@@ -126,7 +126,7 @@ def write_report(out, # a grid's output folder
     grid = load_grid(grid if grid is not None else json.loads((out / 'grid.json').read_text()))
     long = load_results(out)
     if long.empty: raise ValueError(f"'{out}' holds no finished runs (no <run>/result.json)")
-    order = list(grid.configs)
+    order, paper = list(grid.configs), paper or grid.paper
     tables = {m: summary_table(long, m, order) for m in ('dice', 'hd95_mm', 'vs')}
     diffs = pd.DataFrame([paired_difference(long, c, grid.reference) for c in tables['dice'].index if c != grid.reference])
     claims = claims_table(long, grid.claims, paper) if grid.claims else pd.DataFrame()

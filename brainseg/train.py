@@ -94,10 +94,9 @@ def build_model(cfg: TrainConfig, n_classes: int = N_CLASSES, n_rois: int = len(
 
 def make_dataset(cfg: TrainConfig, items: list, train: bool = True, **kwargs):
     "Slabs, slices or patches of preprocessed subjects, as the configured network needs."
-    aug = Augment() if (cfg.augment and train) else None
-    if cfg.model == 'base':  # 8 slices lost
-        return SlabDataset(items, k=cfg.slab, margin=4, augment=aug, seed=cfg.seed, crop=cfg.crop if train else 0, **kwargs)
-    if cfg.model == 'unet': return SliceDataset(items, augment=aug, seed=cfg.seed, crop=cfg.crop if train else 0, **kwargs)
+    aug, crop = (Augment() if cfg.augment else None, cfg.crop) if train else (None, 0)
+    if cfg.model == 'base': return SlabDataset(items, k=cfg.slab, margin=4, augment=aug, seed=cfg.seed, crop=crop, **kwargs)  # 8 slices lost
+    if cfg.model == 'unet': return SliceDataset(items, augment=aug, seed=cfg.seed, crop=crop, **kwargs)
     return PatchDataset(items, size=cfg.patch, augment=aug, seed=cfg.seed, **kwargs)
 
 def epoch_order(n_samples: int, n_draws: int, epoch: int, seed: int, weights=None) -> list:
