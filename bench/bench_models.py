@@ -29,7 +29,8 @@ def build(name):
 def make_batch(kind, batch, size, device):
     "Input, targets and the number of output slices per step."
     if kind == 'slice': x, t, n = torch.randn(batch, 3, size, size), torch.randint(0, 9, (batch, size, size)), batch
-    elif kind == 'slab': x, t, n = torch.randn(batch, 3, 19, size, size), torch.randint(0, 9, (batch, 11, size, size)), batch * 11
+    elif kind == 'slab':
+        x, t, n = torch.randn(batch, 3, 19, size, size), torch.randint(0, 9, (batch, 11, size, size)), batch * 11
     else: x, t, n = torch.randn(1, 3, 16, size, size), torch.randint(0, 9, (1, 16, size, size)), 16
     roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (8,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
@@ -57,7 +58,8 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     for _ in range(steps): step()
     sync(); dt = (time.perf_counter() - t0) / steps
     params = sum(p.numel() for p in model.parameters())
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device == 'cuda': peak = torch.cuda.max_memory_allocated() / 2**20
+    else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(model=name, defended=defended, params_M=params / 1e6, step_s=dt, slices_per_s=n_slices / dt,
                 gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak)
 
@@ -75,7 +77,8 @@ def main():
     p.add_argument('--size', type=int, default=240); p.add_argument('--batch', type=int, default=8)
     p.add_argument('--steps', type=int, default=3); p.add_argument('--only', nargs='*', default=MODELS)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--adv-fraction', type=float, default=1.0, help='share of a defended batch replaced by FGSM examples')
+    p.add_argument('--adv-fraction', type=float, default=1.0,
+                   help='share of a defended batch replaced by FGSM examples')
     p.add_argument('--child', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -88,22 +91,26 @@ def main():
     for name in a.only:
         for defended in (False, True):
             r = subprocess.run([sys.executable, __file__, '--child', f"{name}:{int(defended)}", '--size', str(a.size),
-                                '--batch', str(a.batch), '--steps', str(a.steps), '--device', a.device, '--adv-fraction', str(a.adv_fraction)],
+                                '--batch', str(a.batch), '--steps', str(a.steps), '--device', a.device,
+                                '--adv-fraction', str(a.adv_fraction)],
                                capture_output=True, text=True)
             if r.returncode: print(f"{name}: failed\n{r.stderr[-2000:]}"); break
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    print(f"{'model':<11}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}{'of GEMM':>9}{'peak MiB':>10}")
+    print(f"{'model':<11}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
+          f"{'of GEMM':>9}{'peak MiB':>10}")
     for r in rows:
         print(f"{r['model']:<11}{str(r['defended']):>9}{r['params_M']:>10.2f}{r['step_s']:>9.2f}{r['slices_per_s']:>10.1f}"
               f"{r['gflop_per_step']:>12.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_MiB']:>10.0f}")
     by = {(r['model'], r['defended']): r for r in rows}
     print("\nratios:")
     if ('unet', False) in by and ('monai_unet', False) in by:
-        print(f"  brainseg UNet / MONAI UNet throughput: {by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
+        print("  brainseg UNet / MONAI UNet throughput: "
+              f"{by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
     for m in a.only:
         if (m, False) in by and (m, True) in by:
             print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "
-                  f"(floor 1 + adv_fraction = {1 + a.adv_fraction:.1f}x: one extra forward and backward per attacked sample)")
+                  f"(floor 1 + adv_fraction = {1 + a.adv_fraction:.1f}x: "
+                  "one extra forward and backward per attacked sample)")
 
 if __name__ == '__main__': main()

@@ -51,11 +51,13 @@ def run_peer(train_s, val_s, batch, device, steps=None, seconds=None, seed=0):
     dev = torch.device(device)
     def volume(s):  # (Z, C, Y, X) images and (Z, Y, X) targets
         img = to_network_layout(zscore(s)[0]).transpose(1, 0, 2, 3)
-        return np.ascontiguousarray(img, np.float32), None if s.labels is None else to_network_layout(training_target(s.labels))
+        tgt = None if s.labels is None else to_network_layout(training_target(s.labels))
+        return np.ascontiguousarray(img, np.float32), tgt
     vols = [volume(s) for s in train_s]
     slices = [(v, z) for v in range(len(vols)) for z in range(vols[v][0].shape[0])]
     crop = [min(192, n - n % 8) for n in vols[0][1].shape[1:]]  # 192 x 192, or the largest multiple of 8 that fits
-    net = UNet(2, len(train_s[0].modalities), 9, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=2).to(dev)
+    net = UNet(2, len(train_s[0].modalities), 9, channels=(32, 64, 128, 256), strides=(2, 2, 2),
+               num_res_units=2).to(dev)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     t0, step = time.perf_counter(), 0
@@ -67,7 +69,8 @@ def run_peer(train_s, val_s, batch, device, steps=None, seconds=None, seed=0):
             (y, x), (h, w) = ((int(rng.integers(n - c + 1)) for n, c in zip(tgt.shape, crop)), crop)
             img, tgt = img[:, y:y + h, x:x + w], tgt[y:y + h, x:x + w]
             if rng.random() < 0.5: img, tgt = img[..., ::-1], tgt[..., ::-1]
-            xs.append(np.ascontiguousarray(img)); ts.append(np.where(tgt == IGNORE_INDEX, 0, tgt)[None].astype(np.int64))
+            xs.append(np.ascontiguousarray(img))
+            ts.append(np.where(tgt == IGNORE_INDEX, 0, tgt)[None].astype(np.int64))
         x, t = torch.from_numpy(np.stack(xs)).to(dev), torch.from_numpy(np.stack(ts)).to(dev)
         loss = loss_fn(net(x), t)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
@@ -111,8 +114,8 @@ def main(argv=None):
     from brainseg.cli import parse_sets
     rows = []
     for k, text in enumerate(a.variant or ['']):  # 'norm=instance,crop=192': values read as JSON, else as text
-        secs, steps, dice = run_brainseg(parse_sets(filter(None, text.split(','))), train_s, val_s, a.steps, a.batch, a.device,
-                                         f"{a.out}/brainseg{k}", mods)
+        secs, steps, dice = run_brainseg(parse_sets(filter(None, text.split(','))), train_s, val_s, a.steps, a.batch,
+                                         a.device, f"{a.out}/brainseg{k}", mods)
         rows.append({'who': f"brainseg {text or 'defaults'}", 'seconds': round(secs, 1), 'steps': steps, **dice})
         print(json.dumps(rows[-1]), flush=True)
     if not a.no_peer:

@@ -4,11 +4,13 @@
 
 # %% ../nbs/14_cli.ipynb #a394b737
 from __future__ import annotations
-import argparse, dataclasses, inspect, json, re, sys, time
+import argparse, json, sys, time
 from pathlib import Path
 import pandas as pd
 from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrains_subject
 from .data import mrbrains_folders
+from .config import config_help
+from .models import MODELS
 from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
@@ -20,30 +22,31 @@ __all__ = ['VIEWER_NOTEBOOK', 'ERRORS', 'cmd_train', 'cmd_predict', 'evaluate_ta
            'cmd_experiment', 'demo', 'main']
 
 # %% ../nbs/14_cli.ipynb #9e15bcfb
-def _field_help(cls) -> dict:
-    "The comment beside each field of a dataclass, from its source."
-    src = inspect.getsource(cls)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.*)$", src, re.M)}
-
-def _add_config_options(p: argparse.ArgumentParser, cls=TrainConfig):
-    "One option per config field, typed by its default, with the field's comment as help."
-    helps, g = _field_help(cls), p.add_argument_group('training configuration (TrainConfig)')
-    for f in dataclasses.fields(cls):
-        opt, default = '--' + f.name.replace('_', '-'), f.default
-        h = f"{helps.get(f.name, '')} (default: {default if not isinstance(default, tuple) else ' '.join(map(str, default))})"
+def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
+                        cls=TrainConfig, # a `config.Config` dataclass
+                       ):
+    "One option per config field, typed by its default, with the field's help and choices."
+    g = p.add_argument_group(f'training configuration ({cls.__name__})')
+    for row in config_help(cls):
+        opt, default, choices = '--' + row['name'].replace('_', '-'), row['default'], row['choices']
+        shown = ' '.join(map(str, default)) if isinstance(default, tuple) else default
+        h = f"{row['help']} (default: {shown})".replace('%', '%%')
         if isinstance(default, bool): g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
         elif isinstance(default, tuple): g.add_argument(opt, nargs='+', type=type(default[0]), default=None, help=h)
-        else: g.add_argument(opt, type=type(default), default=None, help=h)
+        else: g.add_argument(opt, type=type(default), default=None, help=h, choices=choices)
 
 def _config_from(args, cls=TrainConfig) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    "The config fields given on the command line."
+    return {r['name']: getattr(args, r['name']) for r in config_help(cls) if getattr(args, r['name'], None) is not None}
 
 # %% ../nbs/14_cli.ipynb #cb513fda
-def cmd_train(args):
+def cmd_train(args, # parsed `brainseg train` arguments
+             ):
     cfg = TrainConfig.from_dict(_config_from(args))
     subjects = subjects_from(args.data, args.size, cfg.seed, cfg.modalities)
     train_s, val_s = split(subjects, args.val_ids, args.fold, cfg.seed, args.out)
-    print(f"{len(train_s)} training subjects {[s.id for s in train_s]}, {len(val_s)} validation {[s.id for s in val_s]}")
+    print(f"{len(train_s)} training subjects {[s.id for s in train_s]}, "
+          f"{len(val_s)} validation {[s.id for s in val_s]}")
     if args.cascade: train_cascade(cfg, train_s, val_s, args.out, resume=args.resume)
     else: train(cfg, train_s, val_s, args.out, resume=args.resume)
 
@@ -56,25 +59,32 @@ def _subject_folders(paths) -> list:
         else: raise FileNotFoundError(f"subject folder '{p}' not found")
     return out
 
-def cmd_predict(args):
+def cmd_predict(args, # parsed `brainseg predict` arguments
+               ):
     predict_folders(args.model, _subject_folders(args.subjects), args.out, tta=args.tta, device=args.device,
                     batch_size=args.batch_size)
 
-def evaluate_tables(truth, pred, ids=None) -> dict:
+def evaluate_tables(truth, # folder of <id>/segm.nii.gz
+                    pred, # folder of <id>/result.nii.gz
+                    ids=None, # subject ids to score; None: every <id>/segm.nii.gz under `truth`
+                   ) -> dict:
     "The official MRBrainS18 scores of prediction folders: long table, per-structure summary, per-subject Dice."
     scores = evaluate_folders(truth, pred, ids)
     return {'scores': scores, 'summary': summarize(scores), 'dice': metric_table(scores, 'dice'),
             'hd95_mm': metric_table(scores, 'hd95_mm'), 'vs': metric_table(scores, 'vs')}
 
-def cmd_evaluate(args):
+def cmd_evaluate(args, # parsed `brainseg evaluate` arguments
+                ):
     tables = evaluate_tables(args.truth, args.pred, args.ids.split(',') if args.ids else None)
     print(to_markdown(tables['summary']))
     if args.out:
         for name, t in tables.items():
-            write_csv(t, Path(args.out) / f"{name}.csv"); write_markdown(t, Path(args.out) / f"{name}.md")
+            write_csv(t, Path(args.out) / f"{name}.csv")
+            write_markdown(t, Path(args.out) / f"{name}.md")
         print(f"tables written to {args.out}/{{{','.join(tables)}}}.{{csv,md}}")
 
-def parse_sets(items) -> dict:
+def parse_sets(items, # 'KEY=VALUE' strings from --set, or None
+              ) -> dict:
     "['epochs=3', 'modalities=[\"T1\"]'] -> {'epochs': 3, 'modalities': ['T1']}: values read as JSON, else as text."
     out = {}
     for item in items or ():
@@ -84,11 +94,14 @@ def parse_sets(items) -> dict:
         except json.JSONDecodeError: out[key.strip()] = value
     return out
 
-def cmd_experiment(args):
+def cmd_experiment(args, # parsed `brainseg experiment` arguments
+                  ):
     grid = load_grid(args.grid)
-    status = run_grid(grid, args.out, retry_failed=args.retry_failed, notebook=args.notebook, overrides=parse_sets(args.set))
+    status = run_grid(grid, args.out, retry_failed=args.retry_failed, notebook=args.notebook,
+                      overrides=parse_sets(args.set))
     failed = status[status['status'] == 'failed']
-    if len(failed): print(f"{len(failed)} runs failed; their errors are in {args.out}/<run>/failed.json: {list(failed['run'])}")
+    if len(failed):
+        print(f"{len(failed)} runs failed; their errors are in {args.out}/<run>/failed.json: {list(failed['run'])}")
     if (status['status'] == 'done').any():
         tables = write_report(args.out)
         print(f"\nheld-out Dice (mean ± sd over runs):\n{to_markdown(tables['dice']['mean'].round(4))}")
@@ -98,7 +111,8 @@ def cmd_experiment(args):
 def _result_rows(tables: dict) -> pd.DataFrame:
     "One row per configuration: held-out mean Dice over the 8 structures (`dice`), per structure, HD95 and VS means."
     d, h, v = (tables[m]['mean'] for m in ('dice', 'hd95_mm', 'vs'))
-    rows = d.drop(columns='mean').round(4).assign(dice=d['mean'].round(4), hd95_mm=h['mean'].round(2), vs=v['mean'].round(4))
+    rows = d.drop(columns='mean').round(4).assign(dice=d['mean'].round(4), hd95_mm=h['mean'].round(2),
+                                                  vs=v['mean'].round(4))
     return rows[['dice', 'hd95_mm', 'vs'] + [c for c in d.columns if c != 'mean']].rename_axis('model').reset_index()
 
 def _held_out_data(out: Path, runs: Path, status: pd.DataFrame) -> list:
@@ -114,17 +128,19 @@ def _demo_figure(out: Path, runs: Path, status: pd.DataFrame, subject):
     from brainseg.metrics import score_subject
     maps = {'truth': subject.labels}
     for run, config in zip(status['run'], status['config']):
-        pred = load_subject({'T1': subject.paths['T1']}, labels=runs / run / 'predictions' / subject.id / 'result.nii.gz',
-                            id=subject.id).labels
+        pred = load_subject({'T1': subject.paths['T1']},
+                            labels=runs / run / 'predictions' / subject.id / 'result.nii.gz', id=subject.id).labels
         maps[f"{config}: Dice {score_subject(subject, pred)['dice'].mean():.3f}"] = pred
     fig = compare_figure(subject, maps)
     fig.suptitle(f"held-out subject {subject.id}", fontsize=10)
     fig.savefig(out / 'comparison.png', dpi=80)
 
 VIEWER_NOTEBOOK = [
-    ('markdown', "# brainseg demo: the results\nEvery held-out subject (`data/`) with the ground truth and each model's "
+    ('markdown', "# brainseg demo: the results\n"
+                 "Every held-out subject (`data/`) with the ground truth and each model's "
                  "prediction (`runs/<run>/predictions/`). Open it in Jupyter (`make lab`) from this folder."),
-    ('code', "import json\nfrom pathlib import Path\nimport pandas as pd\nfrom brainseg.io import read_mrbrains_subject, load_subject\n"
+    ('code', "import json\nfrom pathlib import Path\nimport pandas as pd\n"
+             "from brainseg.io import read_mrbrains_subject, load_subject\n"
              "import matplotlib.pyplot as plt\nfrom brainseg.viewer import compare_figure\npd.read_csv('results.csv')"),
     ('code', "for folder in sorted(Path('data').iterdir()):\n"
              "    subject = read_mrbrains_subject(folder)\n"
@@ -138,9 +154,11 @@ VIEWER_NOTEBOOK = [
 
 def demo(out='demo_out', # output folder
          grid='demo', # the grid to run (a name in `GRIDS`, a dict or a file)
-         log=print) -> pd.DataFrame:
-    "The main job: a grid of shipped and live-trained models through papermill, scored on held-out subjects; the results table."
-    import matplotlib; matplotlib.use('Agg')
+         log=print, # where progress lines go
+        ) -> pd.DataFrame:
+    "The main job: a grid of shipped and live-trained models via papermill, scored on held-out subjects; results table."
+    import matplotlib
+    matplotlib.use('Agg')
     import nbformat
     out, t0 = Path(out), time.time()
     g = load_grid(grid)
@@ -149,18 +167,20 @@ def demo(out='demo_out', # output folder
     failed = status[status['status'] != 'done']
     if len(failed):
         errors = {r: json.loads((out / 'runs' / r / 'failed.json').read_text()) for r in failed['run']}
-        raise ValueError('demo runs failed: ' + '; '.join(f"{r}: {e['ename']}: {e['evalue']}" for r, e in errors.items()))
+        raise ValueError('demo runs failed: '
+                         + '; '.join(f"{r}: {e['ename']}: {e['evalue']}" for r, e in errors.items()))
     tables = write_report(out / 'runs', g)
     results = _result_rows(tables)
     write_csv(results, out / 'results.csv')
     _demo_figure(out, out / 'runs', status, _held_out_data(out, out / 'runs', status)[0])
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(s) if t == 'markdown' else nbformat.v4.new_code_cell(s)
-                                         for t, s in VIEWER_NOTEBOOK])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(s) if t == 'markdown'
+                                         else nbformat.v4.new_code_cell(s) for t, s in VIEWER_NOTEBOOK])
     nbformat.write(nb, out / 'viewer.ipynb')
     log(f"\nheld-out mean Dice over the 8 structures ({tables['long']['subject'].nunique()} subjects):\n"
         f"{to_markdown(results.set_index('model')[['dice', 'hd95_mm', 'vs']])}")
-    log(f"\ndone in {time.time() - t0:.0f} s. In {out}/: results.csv, comparison.png, viewer.ipynb, data/ (held-out subjects), runs/summary.md, "
-        f"runs/<run>/run.ipynb (executed notebooks), runs/<run>/predictions/<id>/result.nii.gz")
+    log(f"\ndone in {time.time() - t0:.0f} s. In {out}/: results.csv, comparison.png, viewer.ipynb, "
+        "data/ (held-out subjects), runs/summary.md, "
+        "runs/<run>/run.ipynb (executed notebooks), runs/<run>/predictions/<id>/result.nii.gz")
     return results
 
 # %% ../nbs/14_cli.ipynb #aeeb1167
@@ -168,36 +188,46 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='brainseg', description='Brain MR segmentation from small datasets (MRBrainS18): '
                                 'FGSM defense, coarse-to-fine cascade, slice ROI-presence head (Ren et al. 2019).')
     sub = p.add_subparsers(dest='command', required=True)
+    networks = 'networks (--model):\n' + '\n'.join(f"  {name}: {spec.about}" for name, spec in MODELS.items())
     t = sub.add_parser('train', help='train a network or a cascade', description='Train a network (or the three-stage '
-                       'cascade) on labelled subjects; checkpoints, config and history go to --out.')
-    t.add_argument('--data', required=True, help="MRBrainS18 release folder, CSV/JSON manifest, or 'template:N' / 'phantom:N' (embedded data)")
+                       'cascade) on labelled subjects; checkpoints, config and history go to --out.', epilog=networks,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument('--data', required=True,
+                   help="MRBrainS18 release folder, CSV/JSON manifest, or 'template:N' / 'phantom:N' (embedded data)")
     t.add_argument('--size', default='240x240x48', help="grid of generated subjects, XxYxZ (default: %(default)s)")
     t.add_argument('--out', default='runs/run', help='output folder (default: %(default)s)')
     t.add_argument('--val-ids', help='comma-separated subject ids held out for validation')
-    t.add_argument('--fold', help="hold out part i of a seeded K-fold split, written i/K (e.g. 0/5); saved as folds.json")
-    t.add_argument('--cascade', action='store_true', help='train the three-stage coarse-to-fine cascade (--model for every stage)')
-    t.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True, help='continue from --out/last.pt when present (default: yes)')
+    t.add_argument('--fold',
+                   help="hold out part i of a seeded K-fold split, written i/K (e.g. 0/5); saved as folds.json")
+    t.add_argument('--cascade', action='store_true',
+                   help='train the three-stage coarse-to-fine cascade (--model for every stage)')
+    t.add_argument('--resume', action=argparse.BooleanOptionalAction, default=True,
+                   help='continue from --out/last.pt when present (default: yes)')
     _add_config_options(t)
     pr = sub.add_parser('predict', help='predict subject folders', description='Predict MRBrainS18 subject folders '
                         '(or releases holding them) and write <out>/<id>/result.nii.gz on each subject\'s own grid.')
     pr.add_argument('subjects', nargs='+', help='subject folders (<id>/pre/...) or release folders holding them')
     pr.add_argument('--model', required=True, help='checkpoint (best.pt / last.pt) or saved cascade (cascade.pt)')
     pr.add_argument('--out', required=True, help='output folder')
-    pr.add_argument('--tta', action='store_true', help='average with the left-right mirrored prediction (single networks)')
+    pr.add_argument('--tta', action='store_true',
+                    help='average with the left-right mirrored prediction (single networks)')
     pr.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu', 'cuda' (default: %(default)s)")
     pr.add_argument('--batch-size', type=int, default=8, help='slabs / slices per forward pass (default: %(default)s)')
     e = sub.add_parser('evaluate', help='official MRBrainS18 scores', description='Score <pred>/<id>/result.nii.gz '
-                       'against <truth>/<id>/segm.nii.gz: Dice, HD95 (mm), volumetric similarity per structure and subject.')
+                       'against <truth>/<id>/segm.nii.gz: Dice, HD95 (mm), volumetric similarity per structure and '
+                       'subject.')
     e.add_argument('--truth', required=True, help='folder of <id>/segm.nii.gz')
     e.add_argument('--pred', required=True, help='folder of <id>/result.nii.gz')
     e.add_argument('--out', help='folder for the tables as CSV and markdown')
     e.add_argument('--ids', help='comma-separated subject ids to score (default: every <id>/segm.nii.gz under --truth)')
     x = sub.add_parser('experiment', help='run a grid of papermill runs, then collect them',
-                       description='Run every unfinished run of a grid (table1, demo, smoke, or a JSON / YAML file), one '
-                       'papermill kernel each, into --out/<run>/; then write the report: results.csv, summary.md, dice_by_config.png.')
+                       description='Run every unfinished run of a grid (table1, demo, smoke, or a JSON / YAML file), '
+                       'one papermill kernel each, into --out/<run>/; then write the report: results.csv, summary.md, '
+                       'dice_by_config.png.')
     x.add_argument('grid', help="a built-in grid ('table1', 'demo', 'smoke') or a JSON / YAML grid file")
     x.add_argument('--out', required=True, help='output folder of the grid')
-    x.add_argument('--set', action='append', metavar='KEY=VALUE', help='set a parameter in every run (JSON value), e.g. --set epochs=5')
+    x.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='set a parameter in every run (JSON value), e.g. --set epochs=5')
     x.add_argument('--retry-failed', action='store_true', help='run again the runs that failed before')
     x.add_argument('--notebook', help="run notebook (default: the grid's, nbs/runs/train.ipynb)")
     d = sub.add_parser('demo', help='the main job on the embedded default data', description='The demo grid through '
@@ -207,9 +237,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument('--grid', default='demo', help='grid to run (default: %(default)s)')
     return p
 
-ERRORS = (SubjectError, ValueError, FileNotFoundError, IndexError, KeyError)  # ValueError covers the checkpoint and data errors
+# The user's errors: bad data (SubjectError), settings, checkpoints and grids (ValueError and its subclasses),
+# files and folders (OSError). Anything else is a bug and keeps its traceback.
+ERRORS = (SubjectError, ValueError, OSError)
 
-def main(argv=None) -> int:
+def main(argv=None, # the arguments after `brainseg`; None: sys.argv[1:]
+        ) -> int:
     "Run the `brainseg` command; return its exit status."
     args = _parser().parse_args(argv)
     try:

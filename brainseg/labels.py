@@ -45,23 +45,28 @@ IGNORE_INDEX = 255  # value of ignored voxels in training targets (fits uint8, u
 # %% ../nbs/00_labels.ipynb #232c822b
 _BY_KEY = {**{l.code.lower(): l for l in LABELS}, **{l.name.lower(): l for l in LABELS}}
 
-def label(key: int|str) -> Label:
+def label(key: int|str, # label id 0..10, code (`'WM'`) or name (`'white matter'`); any case
+         ) -> Label:
     "The `Label` with this id, code (`'WM'`) or name (`'white matter'`)."
     if isinstance(key, (int, np.integer)) and 0 <= key <= MAX_LABEL: return LABELS[int(key)]
     if isinstance(key, str) and key.lower() in _BY_KEY: return _BY_KEY[key.lower()]
     raise KeyError(f"Unknown label {key!r}: expected an id 0..{MAX_LABEL} or one of the codes "
                    f"{[l.code for l in LABELS]}")
 
-def label_ids(keys) -> tuple:
+def label_ids(keys, # label ids, codes or names
+             ) -> tuple:
     "Label ids of several ids, codes or names."
     return tuple(label(k).id for k in keys)
 
 # %% ../nbs/00_labels.ipynb #77fedbc5
-def check_labels(seg: np.ndarray, where: str = 'label map') -> np.ndarray:
+def check_labels(seg: np.ndarray, # label map of any shape: integers, or floats holding whole numbers
+                 where: str = 'label map', # what `seg` is, for error messages
+                ) -> np.ndarray:
     "Raise `ValueError` unless `seg` holds only integer values in 0..10; return it as uint8."
     seg = np.asarray(seg)
     if seg.dtype.kind == 'f':
-        if not np.isfinite(seg).all(): raise ValueError(f"{where}: label values must be finite integers, found NaN or inf")
+        if not np.isfinite(seg).all():
+            raise ValueError(f"{where}: label values must be finite integers, found NaN or inf")
         frac = seg != np.round(seg)
         if frac.any():
             raise ValueError(f"{where}: label values must be integers, found {int(frac.sum())} non-integer voxels "
@@ -75,13 +80,15 @@ def check_labels(seg: np.ndarray, where: str = 'label map') -> np.ndarray:
 
 def remap(seg: np.ndarray, # label map with MRBrainS18 ids 0..10
           table: dict,  # label id -> new value; ids not in `table` get `default`
-          default: int = 0) -> np.ndarray:
+          default: int = 0, # new value (0..255) of the ids not in `table`
+         ) -> np.ndarray:
     "Remap an MRBrainS18 label map through a lookup table (uint8 result)."
     lut = np.full(MAX_LABEL + 1, default, dtype=np.uint8)
     for k, v in table.items(): lut[label(k).id] = v
     return lut[check_labels(seg)]
 
-def training_target(seg: np.ndarray) -> np.ndarray:
+def training_target(seg: np.ndarray, # label map with MRBrainS18 ids 0..10, any shape
+                   ) -> np.ndarray:
     "Network target: background and the 8 structures keep their ids, ignore labels become `IGNORE_INDEX`."
     return remap(seg, {**{i: i for i in SCORED}, **{i: IGNORE_INDEX for i in IGNORE}})
 
@@ -114,7 +121,8 @@ COARSE_TO_FINE = (
     StageTask('inner', (('B', ('B',)), ('V', ('V',))), region='inner'),
 )
 
-def check_cascade(stages) -> None:
+def check_cascade(stages, # `StageTask`s, coarse to fine
+                 ) -> None:
     "Raise `ValueError` unless each stage's region is a class of the stage before and every scored label is resolved."
     final = {}  # label id -> stage that resolves it to a single-label class
     for k, st in enumerate(stages):
@@ -128,14 +136,16 @@ def check_cascade(stages) -> None:
         if len(seen) != len(set(seen)): raise ValueError(f"Stage {st.name!r}: a label is in two classes")
         if k: 
             outside = set(seen) - set(stages[k-1].members(st.region))
-            if outside: raise ValueError(f"Stage {st.name!r}: labels {sorted(outside)} lie outside its region {st.region!r}")
+            if outside:
+                raise ValueError(f"Stage {st.name!r}: labels {sorted(outside)} lie outside its region {st.region!r}")
         for _, codes in st.classes:
             if len(codes) == 1: final[label(codes[0]).id] = st.name
     missing = [label(i).code for i in SCORED if i not in final]
     if missing: raise ValueError(f"No stage resolves {missing} to a class of its own")
 
 # %% ../nbs/00_labels.ipynb #fbfeeb36
-def colour_table(alpha: float = 0.5) -> np.ndarray:
+def colour_table(alpha: float = 0.5, # opacity (0..1) of the scored structures
+                ) -> np.ndarray:
     "RGBA colours, shape (11, 4), indexed by label id; background and ignore labels fully transparent."
     rgba = np.array([(*l.colour, alpha if l.scored else 0.0) for l in LABELS], dtype=np.float32)
     return rgba

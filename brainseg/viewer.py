@@ -14,18 +14,22 @@ from .io import Subject
 __all__ = ['axial', 'overlay', 'slice_figure', 'compare_figure']
 
 # %% ../nbs/12_viewer.ipynb #27883a6a
-def axial(volume: np.ndarray, k: int) -> np.ndarray:
+def axial(volume: np.ndarray, # (X, Y, Z[, ...]) array on the subject grid
+          k: int, # axial slice index along Z
+         ) -> np.ndarray:
     "Axial slice `k` of a (X, Y, Z[, ...]) volume, as an image (rows = Y, columns = X)."
     return np.swapaxes(volume[:, :, k], 0, 1)
 
-def overlay(labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(labels: np.ndarray, # 2D label map with MRBrainS18 ids 0..10
+            alpha: float = 0.5, # opacity (0..1) of the scored structures
+           ) -> np.ndarray:
     "RGBA image of a 2D label map (background and ignore labels transparent)."
     return colour_table(alpha)[labels]
 
 def slice_figure(subject: Subject, # subject to show
                  slices=None, # axial slice indices; default 4 evenly spaced through the middle of the volume
                  labels: np.ndarray|None = None, # label map to overlay; default the subject's own
-                 title: str|None = None,
+                 title: str|None = None, # figure title; default the subject's repr
                 ) -> matplotlib.figure.Figure:
     "A grid of axial slices: one row per modality, plus a row with the label overlay on the first modality."
     labels = subject.labels if labels is None else labels
@@ -42,12 +46,14 @@ def slice_figure(subject: Subject, # subject to show
             img = subject.images[row] if row != 'labels' else first
             ax.imshow(axial(img, k), cmap='gray', origin='lower', vmin=0, vmax=np.percentile(img, 99.5))
             if row == 'labels': ax.imshow(overlay(axial(labels, k)), origin='lower', interpolation='nearest')
-            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
             if c == 0: ax.set_ylabel(row)
             if r == 0: ax.set_title(f"z = {k}", fontsize=9)
     if labels is not None:
         present = np.unique(labels)
-        handles = [matplotlib.patches.Patch(color=l.colour, label=l.code) for l in LABELS if l.scored and l.id in present]
+        handles = [matplotlib.patches.Patch(color=l.colour, label=l.code)
+                   for l in LABELS if l.scored and l.id in present]
         fig.legend(handles=handles, loc='lower center', ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title or repr(subject), fontsize=9)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
@@ -63,18 +69,22 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     slices = list(slices) if slices is not None else [int(round(f * (nz - 1))) for f in (0.3, 0.45, 0.6, 0.75)]
     for name, lab in label_maps.items():
         if np.shape(lab) != subject.shape:
-            raise ValueError(f"Subject {subject.id!r}: label map {name!r} has shape {np.shape(lab)}, the subject's grid is {subject.shape}")
+            raise ValueError(f"Subject {subject.id!r}: label map {name!r} has shape {np.shape(lab)}, "
+                             f"the subject's grid is {subject.shape}")
     first = subject.images[subject.modalities[0]]
-    fig, axs = plt.subplots(len(label_maps), len(slices), figsize=(2.2 * len(slices), 2.2 * len(label_maps)), squeeze=False)
+    fig, axs = plt.subplots(len(label_maps), len(slices), figsize=(2.2 * len(slices), 2.2 * len(label_maps)),
+                            squeeze=False)
     for r, (name, lab) in enumerate(label_maps.items()):
         for c, k in enumerate(slices):
             ax = axs[r, c]
             ax.imshow(axial(first, k), cmap='gray', origin='lower', vmin=0, vmax=np.percentile(first, 99.5))
             ax.imshow(overlay(axial(np.asarray(lab), k)), origin='lower', interpolation='nearest')
-            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
             if c == 0: ax.set_ylabel(name, fontsize=8)
             if r == 0: ax.set_title(f"z = {k}", fontsize=9)
     handles = [matplotlib.patches.Patch(color=l.colour, label=l.code) for l in LABELS if l.scored]
     fig.legend(handles=handles, loc='lower center', ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"subject {subject.id}", fontsize=9); fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.suptitle(f"subject {subject.id}", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig

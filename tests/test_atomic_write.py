@@ -1,5 +1,5 @@
 "Fault injection: a writer killed at any moment never leaves a partial file under the final name."
-import os, signal, subprocess, sys, textwrap, time
+import signal, subprocess, sys, textwrap, time
 import numpy as np
 import nibabel as nib
 import pytest

@@ -90,7 +90,8 @@ def test_all_zero_modality(good, write):
 def test_mrbrains_folder_missing_modality(tmp_path, write, rng):
     (tmp_path / '070' / 'pre').mkdir(parents=True)
     write('070/pre/reg_T1.nii.gz', rng.random(SHAPE).astype(np.float32) + 0.1)
-    with pytest.raises(SubjectError, match=r"Subject '070', file '.*070/pre/reg_IR.nii.gz': modality IR file not found"):
+    with pytest.raises(SubjectError,
+                       match=r"Subject '070', file '.*070/pre/reg_IR.nii.gz': modality IR file not found"):
         read_mrbrains_subject(tmp_path / '070')
 
 @pytest.mark.parametrize('labels, fragment', [(np.zeros((8, 7, 4)), 'has shape (8, 7, 4)'),

@@ -1,13 +1,15 @@
-"brainseg.cascade across modules: exact crops and merging with oracle stages, empty regions, borders, user cascades, files, training data."
+"""brainseg.cascade across modules: exact crops and merging with oracle stages, empty regions, borders, user cascades,
+files, training data."""
 import warnings
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from brainseg.cascade import (Cascade, CascadeFileError, load_cascade, merge_stages, predict_volume, region_crop,
-                              save_cascade, stage_items, stage_targets)
-from brainseg.data import preprocess, to_network_layout, to_subject_layout
+from brainseg.cascade import (Cascade, CascadeFileError, OracleSlabs, OracleSlices, load_cascade, merge_stages,
+                              region_crop, save_cascade, stage_items, stage_targets, with_oracles)
+from brainseg.predict import predict_volume
+from brainseg.data import preprocess, to_network_layout
 from brainseg.samples import SlabDataset, SliceDataset, roi_presence
 from brainseg.labels import COARSE_TO_FINE, IGNORE_INDEX, StageTask, label, training_target
 from brainseg.models import BaseNet, UNet
@@ -16,35 +18,14 @@ from brainseg.phantom import make_phantom
 torch.set_num_threads(1)
 TINY = {'model_kwargs': {'features': 4}}
 TWO_STAGE = (COARSE_TO_FINE[0],
-             StageTask('cerebrum', (('G', ('G',)), ('B', ('B',)), ('WM', ('WM',)), ('L', ('L',)), ('V', ('V',))), region='locating'))
+             StageTask('cerebrum', (('G', ('G',)), ('B', ('B',)), ('WM', ('WM',)), ('L', ('L',)), ('V', ('V',))),
+                       region='locating'))
 
 
-# --- test doubles: perfect stage networks that read the label id from input channel 0 ------------------------
-
-def _lut(stage):
-    t = stage.target(np.arange(11, dtype=np.uint8)).astype(np.int64)
-    return torch.tensor(np.where(t == IGNORE_INDEX, 0, t))
-
-class OracleSlices(UNet):
-    "2D oracle (in-plane multiple 4)."
-    def __init__(self, stage):
-        super().__init__(1, stage.n_classes, features=(1, 1, 1)); self.register_buffer('lut', _lut(stage)); self.n = stage.n_classes
-    def forward(self, x):
-        assert x.shape[-1] % 4 == 0 and x.shape[-2] % 4 == 0
-        return {'seg': 20. * F.one_hot(self.lut[x[:, 0].round().long()], self.n).permute(0, 3, 1, 2)}
-
-class OracleSlabs(BaseNet):
-    "2.5D oracle that loses 4 slices at each end, like the base network."
-    def __init__(self, stage):
-        super().__init__(1, stage.n_classes, features=1, class_head=False); self.register_buffer('lut', _lut(stage)); self.n = stage.n_classes
-    def forward(self, x):
-        self.check_input(x)
-        return {'seg': 20. * F.one_hot(self.lut[x[:, 0, 4:-4].round().long()], self.n).permute(0, 4, 1, 2, 3)}
+# --- test doubles: perfect stage networks that read the label id from input channel 0 (brainseg.cascade) -----
 
 def oracle_cascade(stages=COARSE_TO_FINE, kinds=(OracleSlices, OracleSlabs, OracleSlices), configs=None):
-    c = Cascade(stages, in_channels=1, configs=configs)
-    for k, Oracle in enumerate(kinds): c.nets[k] = Oracle(c.stages[k])
-    return c
+    return with_oracles(Cascade(stages, in_channels=1, configs=configs), kinds)
 
 def as_input(labels_net):
     "A label map (Z, Y, X) as a one-channel 'image' for the oracles."
@@ -63,7 +44,8 @@ def pps():
 
 # --- exact crops, padding and merging ------------------------------------------------------------------------
 
-@pytest.mark.parametrize('margins', [[{}, {}, {}], [{}, {'margin': 0}, {'margin': 0}], [{}, {'margin': (1, 2, 0)}, {'margin': (3, 0, 1)}]])
+@pytest.mark.parametrize('margins', [[{}, {}, {}], [{}, {'margin': 0}, {'margin': 0}],
+                                     [{}, {'margin': (1, 2, 0)}, {'margin': (3, 0, 1)}]])
 @pytest.mark.parametrize('kinds', [(OracleSlices, OracleSlabs, OracleSlices), (OracleSlabs, OracleSlices, OracleSlabs)])
 def test_perfect_stages_give_the_truth_exactly(pps, margins, kinds):
     for p in pps:
@@ -94,10 +76,13 @@ def test_region_at_the_border_is_clipped():
     labels[:, :6, :3] = label('WM').id  # locating touches the first slice, top and left border
     labels[0, 0, 0] = label('V').id  # inner in the very corner
     labels[4, 10:, 12:] = label('CSF').id
-    out = oracle_cascade(configs=[{}, {'margin': 4}, {'margin': (4, 4, 1)}]).predict(as_input(labels), return_stages=True)
+    out = oracle_cascade(configs=[{}, {'margin': 4}, {'margin': (4, 4, 1)}]).predict(as_input(labels),
+                                                                                      return_stages=True)
     np.testing.assert_array_equal(out['labels'], labels)
-    assert out['stages'][1]['box'][0][0] == 0 and out['stages'][1]['box'][1][0] == 0 and out['stages'][1]['box'][2][0] == 0
-    assert out['stages'][2]['box'] == ((0, 2), (0, 8), (0, 8))  # 1 voxel + margin (Z 1, in-plane 4), clipped; 5 -> 8 in-plane
+    assert (out['stages'][1]['box'][0][0] == 0 and out['stages'][1]['box'][1][0] == 0
+            and out['stages'][1]['box'][2][0] == 0)
+    # 1 voxel + margin (Z 1, in-plane 4), clipped; 5 -> 8 in-plane
+    assert out['stages'][2]['box'] == ((0, 2), (0, 8), (0, 8))
     crop = region_crop(labels > 0, margin=(2, 2, 2), multiple=1)
     assert crop.box == ((0, 5), (0, 16), (0, 16)) and crop.pad == ((0, 0),) * 3
 
@@ -146,15 +131,19 @@ def test_rest_fallbacks_are_configurable():
     own = merge_stages(COARSE_TO_FINE, [stage1, stage2, None], [None, 'own', 'previous'])
     assert own['labels'][0, 0].tolist() == [label('CSF').id, label('WM').id, label('G').id]
     previous = merge_stages(COARSE_TO_FINE, [stage1, stage2, None], [None, 'previous', 'previous'])
-    assert previous['labels'][0, 0].tolist() == [label('CSF').id, label('C').id, label('G').id]  # stage 1's best but locating
-    assert previous['stages'][0]['classes'][0, 0].tolist() == [3, 2, 4] and previous['stages'][1]['classes'][0, 0].tolist() == [-1, -1, 1]
+    # stage 1's best but locating
+    assert previous['labels'][0, 0].tolist() == [label('CSF').id, label('C').id, label('G').id]
+    assert (previous['stages'][0]['classes'][0, 0].tolist() == [3, 2, 4]
+            and previous['stages'][1]['classes'][0, 0].tolist() == [-1, -1, 1])
     c = Cascade(configs={'tissue': {'rest_fallback': 'previous'}, 'locate': TINY, 'inner': TINY})
-    assert [cfg['rest_fallback'] for cfg in c.configs] == [None, 'previous', 'previous']
-    with pytest.raises(ValueError, match="rest_fallback must be one of"): Cascade(configs={'inner': {'rest_fallback': 'best'}})
+    assert [cfg.rest_fallback for cfg in c.configs] == [None, 'previous', 'previous']
+    with pytest.raises(ValueError, match="rest_fallback must be one of"):
+        Cascade(configs={'inner': {'rest_fallback': 'best'}})
 
 
 def test_merge_checks_probability_shapes():
-    with pytest.raises(ValueError, match=r"stage 1 \('tissue'\): expected probabilities \(5, 1, 1, 3\), found shape \(3, 1, 1, 3\)"):
+    with pytest.raises(ValueError, match=r"stage 1 \('tissue'\): expected probabilities \(5, 1, 1, 3\), "
+                                         r"found shape \(3, 1, 1, 3\)"):
         merge_stages(COARSE_TO_FINE, [_probs([4, 4, 4], [0, 0, 0], 5), np.ones((3, 1, 1, 3)), None])
 
 
@@ -162,9 +151,10 @@ def test_merge_checks_probability_shapes():
 
 def test_two_stage_cascade(pps, tmp_path):
     labels = to_network_layout(pps[0].labels)
-    np.testing.assert_array_equal(oracle_cascade(TWO_STAGE, (OracleSlabs, OracleSlices)).predict(as_input(labels)), expected(labels))
+    np.testing.assert_array_equal(oracle_cascade(TWO_STAGE, (OracleSlabs, OracleSlices)).predict(as_input(labels)),
+                                  expected(labels))
     c = Cascade(TWO_STAGE, configs=[TINY, {'model': 'unet', 'model_kwargs': {'features': (4, 8)}}])
-    assert c.nets[1].ups[0][0].out_channels == 6 and c.configs[1]['rest_fallback'] == 'own'
+    assert c.nets[1].ups[0][0].out_channels == 6 and c.configs[1].rest_fallback == 'own'
     image = to_network_layout(pps[0].image)
     out = c.predict(image, return_stages=True)
     assert out['labels'].shape == image.shape[1:] and len(out['stages']) == 2
@@ -180,8 +170,11 @@ def test_bad_cascades():
     with pytest.raises(ValueError, match='stage names must be distinct'):
         Cascade((COARSE_TO_FINE[0], StageTask('locate', TWO_STAGE[1].classes, region='locating')))
     with pytest.raises(ValueError, match="got 2 stage configs for 3 stages"): Cascade(configs=[{}, {}])
-    with pytest.raises(ValueError, match="unknown model 'resnet'"): Cascade(configs={'inner': {'model': 'resnet'}})
-    with pytest.raises(ValueError, match=r"expected a volume \(3, Z, Y, X\) in network layout, found shape \(1, 4, 8, 8\)"):
+    with pytest.raises(ValueError,
+                       match=r"stage 'inner': model must be one of \['base', 'unet', 'vnet'\], found 'resnet'"):
+        Cascade(configs={'inner': {'model': 'resnet'}})
+    with pytest.raises(ValueError,
+                       match=r"expected a volume \(3, Z, Y, X\) in network layout, found shape \(1, 4, 8, 8\)"):
         Cascade(configs=[TINY] * 3).predict(np.zeros((1, 4, 8, 8)))
 
 
@@ -218,15 +211,18 @@ def test_predict_volume_matches_the_networks():
     base = BaseNet(2, 3, features=4).eval()
     with torch.no_grad(): zeros = base(F.pad(x, (0, 0, 0, 0, 4, 4))[None])['seg'][0].softmax(0)
     np.testing.assert_allclose(predict_volume(base, x, pad='constant', slab=2), zeros.numpy(), atol=1e-5)
-    with pytest.raises(ValueError, match="pad must be 'replicate' or 'constant'"): predict_volume(base, x, pad='reflect')
+    with pytest.raises(ValueError, match="pad must be 'replicate' or 'constant'"):
+        predict_volume(base, x, pad='reflect')
 
 
 # --- files ---------------------------------------------------------------------------------------------------
 
 def _running_cascade():
     torch.manual_seed(0)
-    c = Cascade(configs=[TINY, TINY, {'model': 'unet', 'model_kwargs': {'features': (4, 8)}, 'margin': (2, 2, 1), 'eps': 0.05}])
-    with torch.no_grad(): c.nets[0].fuse_heads.bias[4] = 2.0; c.nets[1].fuse_heads.bias[4] = 1.0  # some locating, some inner
+    c = Cascade(configs=[TINY, TINY, {'model': 'unet', 'model_kwargs': {'features': (4, 8)}, 'margin': (2, 2, 1),
+                                      'eps': 0.05}])
+    with torch.no_grad():  # some locating, some inner
+        c.nets[0].fuse_heads.bias[4] = 2.0; c.nets[1].fuse_heads.bias[4] = 1.0
     return c
 
 def test_save_load_identical_predictions(pps, tmp_path):
@@ -237,9 +233,11 @@ def test_save_load_identical_predictions(pps, tmp_path):
     path = save_cascade(c, tmp_path / 'sub' / 'cascade.pt')
     assert sorted(p.name for p in path.parent.iterdir()) == ['cascade.pt']  # no temporary file left
     payload = torch.load(path, weights_only=True)
-    assert payload['stages'][1] == {'name': 'tissue', 'classes': [['G', ['G']], ['WM', ['WM']], ['L', ['L']], ['inner', ['B', 'V']]], 'region': 'locating'}
+    assert payload['stages'][1] == {'name': 'tissue',
+                                    'classes': [['G', ['G']], ['WM', ['WM']], ['L', ['L']], ['inner', ['B', 'V']]],
+                                    'region': 'locating'}
     again = load_cascade(path)
-    assert again.configs == c.configs and again.configs[2]['eps'] == 0.05 and again.stages == c.stages
+    assert again.configs == c.configs and again.configs[2].eps == 0.05 and again.stages == c.stages
     after = again.predict(image, return_stages=True)
     np.testing.assert_array_equal(after['labels'], before['labels'])
     for a, b in zip(after['stages'], before['stages']): np.testing.assert_array_equal(a['probs'], b['probs'])
@@ -248,13 +246,16 @@ def test_save_load_identical_predictions(pps, tmp_path):
 def test_bad_cascade_files(tmp_path):
     c = _running_cascade()
     path = save_cascade(c, tmp_path / 'c.pt')
-    with pytest.raises(FileNotFoundError, match="cascade file '.*nowhere.pt' not found"): load_cascade(tmp_path / 'nowhere.pt')
+    with pytest.raises(FileNotFoundError, match="cascade file '.*nowhere.pt' not found"):
+        load_cascade(tmp_path / 'nowhere.pt')
     (tmp_path / 'cut.pt').write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
-    with pytest.raises(CascadeFileError, match=r"cascade file '.*cut.pt' cannot be read"): load_cascade(tmp_path / 'cut.pt')
+    with pytest.raises(CascadeFileError, match=r"cascade file '.*cut.pt' cannot be read"):
+        load_cascade(tmp_path / 'cut.pt')
     (tmp_path / 'text.pt').write_text('hello')
     with pytest.raises(CascadeFileError, match='cannot be read'): load_cascade(tmp_path / 'text.pt')
     torch.save([1, 2], tmp_path / 'list.pt')
-    with pytest.raises(CascadeFileError, match="expected format 'brainseg.cascade/1', found 'list'"): load_cascade(tmp_path / 'list.pt')
+    with pytest.raises(CascadeFileError, match="expected format 'brainseg.cascade/1', found 'list'"):
+        load_cascade(tmp_path / 'list.pt')
     payload = torch.load(path, weights_only=True)
     payload['configs'][1] = {**payload['configs'][1], 'model_kwargs': {'features': 8}}
     torch.save(payload, tmp_path / 'mismatch.pt')
@@ -263,11 +264,13 @@ def test_bad_cascade_files(tmp_path):
     payload = torch.load(path, weights_only=True)
     payload['stages'][2]['region'] = 'nowhere'
     torch.save(payload, tmp_path / 'stages.pt')
-    with pytest.raises(CascadeFileError, match="describes no valid cascade: ValueError: Stage 2"): load_cascade(tmp_path / 'stages.pt')
+    with pytest.raises(CascadeFileError, match="describes no valid cascade: ValueError: Stage 2"):
+        load_cascade(tmp_path / 'stages.pt')
     payload = torch.load(path, weights_only=True)
     payload['configs'][0]['lr'] = 1.0
     torch.save(payload, tmp_path / 'keys.pt')
-    with pytest.raises(CascadeFileError, match=r"unknown config keys \['lr'\]"): load_cascade(tmp_path / 'keys.pt')
+    with pytest.raises(CascadeFileError, match="stage 'locate': unknown config key: lr; valid keys: model,"):
+        load_cascade(tmp_path / 'keys.pt')
 
 
 # --- training data of the stages -----------------------------------------------------------------------------
@@ -283,13 +286,15 @@ def test_training_items_from_truth_and_predictions(pps):
         np.testing.assert_array_equal(item.invert(item.labels)[inside], p.invert(p.labels)[inside])
     assert [i.region_crop for i in c.training_items(pps, 1, seed=0)] == [i.region_crop for i in items]
     assert [i.region_crop for i in c.training_items(pps, 1, seed=1)] != [i.region_crop for i in items]
-    with torch.no_grad(): c.nets[0].fuse_heads.bias[4] = 1e4; c.nets[1].fuse_heads.bias[4] = 1e4  # predicts inner everywhere
+    with torch.no_grad():  # predicts inner everywhere
+        c.nets[0].fuse_heads.bias[4] = 1e4; c.nets[1].fuse_heads.bias[4] = 1e4
     predicted = c.training_items(pps[:1], 2)
     assert predicted[0].region_crop.box == tuple((0, n) for n in pps[0].labels.shape)  # the predicted box: everything
     with torch.no_grad(): c.nets[1].fuse_heads.bias[4] = -1e4  # predicts no inner: ground-truth box, with a warning
     with pytest.warns(UserWarning, match="region is empty; stage 'inner' uses its ground-truth box"):
         fallback = c.training_items(pps[:1], 2)
-    assert fallback[0].region_crop == stage_items(pps[:1], COARSE_TO_FINE, 2, margin=1, multiple=(4, 4, 1))[0].region_crop
+    assert fallback[0].region_crop == stage_items(pps[:1], COARSE_TO_FINE, 2, margin=1,
+                                                  multiple=(4, 4, 1))[0].region_crop
 
 
 def test_stage_items_lead_back_to_the_subject_grid():
@@ -334,28 +339,21 @@ def test_subject_without_the_region_is_left_out(pps):
         stage_items([p], COARSE_TO_FINE, 2)
 
 
-# --- a briefly trained cascade (a stand-in until brainseg.train; ~11 s on 1 thread) ----------------------------
+# --- a briefly trained cascade (train_cascade, ~15 s on 1 thread) --------------------------------------------
 
-def test_briefly_trained_cascade_beats_the_majority_baseline():
-    from brainseg.losses import JointLoss
-    torch.manual_seed(0)
-    pp = preprocess(make_phantom(0, (64, 64, 16)))
-    c = Cascade(configs=[{'model_kwargs': {'features': 8}, 'margin': (4, 4, 1)}] * 3)
-    loss_fn = JointLoss()
-    for k, st in enumerate(c.stages):
-        ds = SlabDataset(c.training_items([pp], k), k=13, margin=4, stride=2, **stage_targets(st))
-        opt = torch.optim.Adam(c.nets[k].parameters(), lr=3e-3)
-        steps = 0
-        while steps < 40:
-            for batch in DataLoader(ds, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(steps)):
-                loss, _ = loss_fn(c.nets[k](batch['image']), batch)
-                opt.zero_grad(); loss.backward(); opt.step(); steps += 1
-                if steps == 40: break
+def test_briefly_trained_cascade_beats_the_majority_baseline(tmp_path):
+    from brainseg.train import TrainConfig, train_cascade
+    subject = make_phantom(0, (64, 64, 16))
+    cfg = TrainConfig(features=8, slab=13, epochs=1, iters_per_epoch=40, batch_size=2, lr=3e-3, augment=False,
+                      class_aware=False, norm='batch')
+    c = train_cascade(cfg, [subject], out=tmp_path, stage_configs=[{'margin': (4, 4, 1)}] * 3, log=lambda *a: None,
+                      progress=False)
+    pp = preprocess(subject)
     pred = c.predict(to_network_layout(pp.image))
     truth = to_network_layout(training_target(pp.labels))
     valid = truth != IGNORE_INDEX
     accuracy, majority = (pred == truth)[valid].mean(), (truth == 0)[valid].mean()
     wm = label('WM').id
     dice_wm = 2 * ((pred == wm) & (truth == wm)).sum() / ((pred == wm).sum() + (truth == wm).sum())
-    assert accuracy > majority + 0.05, (accuracy, majority)  # measured: 0.95 against 0.84
-    assert dice_wm > 0.6, dice_wm  # measured: 0.93
+    assert accuracy > majority + 0.05, (accuracy, majority)
+    assert dice_wm > 0.6, dice_wm

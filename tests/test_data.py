@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from brainseg.data import DatasetError, Fold, kfold, leave_one_out, load_dataset, load_folds, manifest_dataset, mrbrains_dataset, preprocess, save_folds, to_network_layout, natural_key
-from brainseg.samples import PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_sampler, roi_presence
+from brainseg.data import (DatasetError, Fold, kfold, leave_one_out, load_dataset, load_folds, manifest_dataset,
+                           mrbrains_dataset, preprocess, save_folds, to_network_layout, natural_key)
+from brainseg.samples import PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_weights, roi_presence
+from brainseg.train import epoch_order
 from brainseg.io import Subject, SubjectError, save_nifti
 from brainseg.labels import IGNORE_INDEX, SCORED, label
 from brainseg.phantom import make_phantom, write_phantom_dataset
@@ -67,11 +69,13 @@ def test_manifest_csv_and_json_round_trip(tmp_path):
     (tmp_path / 'lists').mkdir()
     csv = tmp_path / 'lists' / 'm.csv'
     csv.write_text('subject,T1,IR,FLAIR,labels\n' + ''.join(
-        f'{i},{rel(i, "pre/reg_T1.nii.gz")},{rel(i, "pre/reg_IR.nii.gz")},{rel(i, "pre/FLAIR.nii.gz")},{rel(i, "segm.nii.gz")}\n'
+        f'{i},{rel(i, "pre/reg_T1.nii.gz")},{rel(i, "pre/reg_IR.nii.gz")},'
+        f'{rel(i, "pre/FLAIR.nii.gz")},{rel(i, "segm.nii.gz")}\n'
         for i in ('y', 'x')))
     js = tmp_path / 'lists' / 'm.json'
     js.write_text(json.dumps({'subjects': [
-        {'subject': 'y', 'images': {'t1': rel('y', 'pre/reg_T1.nii.gz'), 'flair': str((tmp_path / 'data/y/pre/FLAIR.nii.gz').resolve())},
+        {'subject': 'y', 'images': {'t1': rel('y', 'pre/reg_T1.nii.gz'),
+                                    'flair': str((tmp_path / 'data/y/pre/FLAIR.nii.gz').resolve())},
          'labels': rel('y', 'segm.nii.gz')},
         {'subject': 'x', 'T1': rel('x', 'pre/reg_T1.nii.gz'), 'FLAIR': rel('x', 'pre/FLAIR.nii.gz')}]}))
     from_csv, from_json = manifest_dataset(csv), load_dataset(js)
@@ -91,13 +95,15 @@ def test_manifest_csv_and_json_round_trip(tmp_path):
 BAD_MANIFESTS = [  # (file name, content, expected message)
     ('a.csv', 'id,T1\nx,a.nii.gz\n', r"missing column 'subject'; found columns \['id', 'T1'\]"),
     ('a.csv', 'subject,T1\nx,a.nii.gz\n,b.nii.gz\n', r"line 3: empty or missing 'subject'"),
-    ('a.csv', 'subject,T1,FLAIR\nx,a.nii.gz,b.nii.gz\ny,c.nii.gz\n', r"line 3 \(subject 'y'\), column 'FLAIR': empty path"),
+    ('a.csv', 'subject,T1,FLAIR\nx,a.nii.gz,b.nii.gz\ny,c.nii.gz\n',
+     r"line 3 \(subject 'y'\), column 'FLAIR': empty path"),
     ('a.csv', 'subject,T1\nx,a.nii.gz,extra\n', r"line 2: more cells than the header has columns"),
     ('a.csv', 'subject,T1\nx,a.nii.gz\nx,b.nii.gz\n', r"line 3: subject 'x' is listed twice \(first at line 2\)"),
     ('a.csv', 'subject,T1\n', r"no subjects listed"),
     ('a.json', '[{"subject": "x", "T1": "a.nii.gz"}, {"subject": "y", "FLAIR": "b.nii.gz"}]',
      r"subjects\[1\] \(subject 'y'\): no path for modalities \['T1'\]; it lists \['FLAIR'\]"),
-    ('a.json', '[{"subject": "x", "images": {"T1": "a.nii.gz"}, "segm": "s.nii.gz"}]', r"subjects\[0\] \(subject 'x'\): unknown keys \['segm'\]"),
+    ('a.json', '[{"subject": "x", "images": {"T1": "a.nii.gz"}, "segm": "s.nii.gz"}]',
+     r"subjects\[0\] \(subject 'x'\): unknown keys \['segm'\]"),
     ('a.json', '[{"subject": "x", "images": {}}]', r"subjects\[0\] \(subject 'x'\): no modality paths"),
     ('a.json', '[["x", "a.nii.gz"]]', r"subjects\[0\]: expected an object, found list"),
     ('a.json', '{"subject": "x"', r"not valid JSON"),
@@ -151,15 +157,18 @@ def test_crop_is_clipped_at_the_border_and_padding_is_zero():
     assert pp.crop.box == ((0, 8), (3, 11), (0, 5)) and pp.crop.pad == ((4, 4), (4, 4), (1, 2))
     assert pp.image.shape == (1, 16, 16, 8)
     fg = img != 0
-    np.testing.assert_allclose(pp.invert(pp.image[0])[fg], (img[fg] - img[fg].mean()) / img[fg].std(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pp.invert(pp.image[0])[fg], (img[fg] - img[fg].mean()) / img[fg].std(),
+                               rtol=1e-5, atol=1e-6)
     assert not pp.invert(pp.image[0])[~fg].any()  # background and padding stay 0
     np.testing.assert_array_equal(pp.invert(pp.labels), s.labels)
 
 
 def test_zscore_std_zero_names_subject_and_modality():
     img = np.zeros((8, 8, 4), np.float32); img[2:6, 2:6] = 7
-    s = Subject('070', {'T1': img * np.arange(1, 9)[:, None, None], 'FLAIR': img}, np.eye(4), paths={'FLAIR': 'pre/FLAIR.nii.gz'})
-    with pytest.raises(SubjectError, match=r"Subject '070', file 'pre/FLAIR.nii.gz': modality FLAIR: standard deviation is 0"):
+    s = Subject('070', {'T1': img * np.arange(1, 9)[:, None, None], 'FLAIR': img}, np.eye(4),
+                paths={'FLAIR': 'pre/FLAIR.nii.gz'})
+    with pytest.raises(SubjectError,
+                       match=r"Subject '070', file 'pre/FLAIR.nii.gz': modality FLAIR: standard deviation is 0"):
         preprocess(s)
 
 
@@ -184,7 +193,8 @@ def test_sample_shapes(pps, cls, kwargs, image, target, roi, length):
     for i in (0, len(ds) // 2, -1):
         x = ds[i]
         assert (tuple(x['image'].shape), tuple(x['target'].shape), tuple(x['roi'].shape)) == (image, target, roi)
-        assert x['image'].dtype == torch.float32 and x['target'].dtype == torch.int64 and x['roi'].dtype == torch.float32
+        assert x['image'].dtype == torch.float32 and x['target'].dtype == torch.int64
+        assert x['roi'].dtype == torch.float32
         assert set(x['target'].unique().tolist()) <= set(range(9)) | {IGNORE_INDEX}
         torch.testing.assert_close(x['roi'], roi_presence(x['target']))
         assert x['subject'] in ('phantom0', 'phantom1') and x['origin'].shape == (3,) and x['slice'] == x['origin'][0]
@@ -235,12 +245,14 @@ def test_other_task_targets_and_roi_classes(pps):
     from brainseg.labels import COARSE_TO_FINE
     st = COARSE_TO_FINE[1]
     kw = dict(target_fn=st.target, roi_classes=range(1, st.n_classes))
-    for ds in (SlabDataset(pps, k=9, margin=4, **kw), SliceDataset(pps, **kw), PatchDataset(pps, size=(8, 32, 32), per_subject=2, **kw)):
+    for ds in (SlabDataset(pps, k=9, margin=4, **kw), SliceDataset(pps, **kw),
+               PatchDataset(pps, size=(8, 32, 32), per_subject=2, **kw)):
         np.testing.assert_array_equal(ds.targets[1], to_network_layout(st.target(pps[1].labels)))
         s = ds[3]
         assert s['roi'].shape[-1] == 4 and set(s['target'].unique().tolist()) <= {0, 1, 2, 3, 4, IGNORE_INDEX}
         np.testing.assert_array_equal(s['roi'], roi_presence(s['target'], (1, 2, 3, 4)))
-    lesions = PatchDataset(pps, size=(4, 16, 16), per_subject=4, p_class=1.0, classes=[3], **kw)  # stage class 3: lesions
+    # stage class 3: lesions
+    lesions = PatchDataset(pps, size=(4, 16, 16), per_subject=4, p_class=1.0, classes=[3], **kw)
     assert all((lesions[i]['target'] == 3).any() for i in range(len(lesions)))
     assert SlabDataset(pps, k=9, margin=4)[0]['roi'].shape == (1, 8) and PatchDataset(pps).classes == SCORED
     with pytest.raises(SubjectError, match="target_fn must return integer classes 0..255 of the label map's shape"):
@@ -344,7 +356,8 @@ def test_augmentation_is_deterministic_by_seed_and_epoch(pps):
     make = lambda seed: SlabDataset(pps, k=5, margin=2, augment=Augment(), seed=seed)
     a, b, c = make(7), make(7), make(8)
     for i in (0, 11, 25):
-        torch.testing.assert_close(a[i]['image'], b[i]['image']); torch.testing.assert_close(a[i]['target'], b[i]['target'])
+        torch.testing.assert_close(a[i]['image'], b[i]['image'])
+        torch.testing.assert_close(a[i]['target'], b[i]['target'])
     assert any(not torch.equal(a[i]['image'], c[i]['image']) for i in (0, 11, 25))
     b.set_epoch(1)
     assert any(not torch.equal(a[i]['image'], b[i]['image']) for i in (0, 11, 25))
@@ -352,16 +365,19 @@ def test_augmentation_is_deterministic_by_seed_and_epoch(pps):
     torch.testing.assert_close(loaded[1], a[1]['image'])
 
 
-def test_class_aware_sampler_oversamples_the_rarest_class(pps):
+def test_class_aware_draws_oversample_the_rarest_class(pps):
+    "The trainer's draws (`epoch_order` with `class_aware_weights`): rarest class oversampled, reproducible per epoch."
     ds = SliceDataset(pps)
     freq = ds.presence.mean(0)
     rare = int(np.argmin(np.where(freq > 0, freq, np.inf)))
-    drawn = np.array(list(class_aware_sampler(ds, 4000, seed=0)))
-    assert np.array_equal(drawn, list(class_aware_sampler(ds, 4000, seed=0)))
+    weights = class_aware_weights(ds.presence)
+    draw = lambda epoch, seed=0: np.array(epoch_order(len(ds), 4000, epoch, seed, weights))
+    drawn = draw(0)
+    assert np.array_equal(drawn, draw(0))  # same seed and epoch, same draws
+    assert not np.array_equal(drawn, draw(1)) and not np.array_equal(drawn, draw(0, seed=1))
     uniform = ds.presence[np.random.default_rng(0).integers(len(ds), size=4000), rare].mean()
     favoured = ds.presence[drawn, rare].mean()
     assert favoured > 2 * uniform, (SCORED[rare], uniform, favoured)
-    with pytest.raises(TypeError, match='PatchDataset'): class_aware_sampler(PatchDataset(pps, size=8))
 
 
 def test_patch_centres_oversample_a_chosen_class(pps):

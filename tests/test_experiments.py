@@ -1,4 +1,5 @@
-"Grids of papermill runs end to end: runs, skips finished ones, records failures, collects; bad grids fail before anything runs."
+"""Grids of papermill runs end to end: runs, skips finished ones, records failures, collects;
+bad grids fail before anything runs."""
 import json, shutil, subprocess, sys
 from pathlib import Path
 import pandas as pd
@@ -76,7 +77,7 @@ def test_collected_table_has_a_row_per_run_subject_and_structure(finished):
     (tiny_grid(unet={'model': 'unet', 'learning_rate': 1}), "unknown parameters ['learning_rate']"),
     ({'name': 'empty', 'configs': {}}, 'names no configurations'),
     ({'name': 'noaxis', 'configs': {'a': {}}, 'axes': {'fold': []}}, 'non-empty list'),
-    (tiny_grid(unet={'model': 'resnet'}), "model must be 'base', 'unet' or 'vnet'"),
+    (tiny_grid(unet={'model': 'resnet'}), "model must be one of ['base', 'unet', 'vnet'], found 'resnet'"),
 ])
 def test_bad_grids_fail_before_anything_runs(tmp_path, grid, fragment):
     with pytest.raises(ValueError, match=None) as e: run_grid(grid, tmp_path / 'out')
@@ -92,7 +93,8 @@ def test_a_folder_of_another_grid_is_refused(finished, tmp_path):
     assert (tmp_path / 'stuff' / 'x.txt').read_text() == 'mine'
 
 def test_a_missing_notebook_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match='run notebook'): run_grid(tiny_grid(a={}), tmp_path / 'o', notebook='nowhere')
+    with pytest.raises(FileNotFoundError, match='run notebook'):
+        run_grid(tiny_grid(a={}), tmp_path / 'o', notebook='nowhere')
     assert not (tmp_path / 'o').exists()
 
 def test_parameters_cell_survives_nbdev_clean(tmp_path):
@@ -115,4 +117,5 @@ def test_run_notebook_defaults_are_the_library_defaults():
     for name, p in params.items():
         if name in defaults and name not in tiny_budget:
             value = ast.literal_eval(p['default'])
-            assert value == defaults[name] or (isinstance(value, list) and tuple(value) == defaults[name]), (name, value, defaults[name])
+            same = value == defaults[name] or (isinstance(value, list) and tuple(value) == defaults[name])
+            assert same, (name, value, defaults[name])

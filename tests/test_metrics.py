@@ -15,14 +15,16 @@ from brainseg.phantom import make_phantom, write_phantom_dataset
 MR = np.diag([0.958, 0.958, 3.0, 1.0])  # MRBrainS18 voxel size
 
 def per_point_hd95(truth, pred, affine, slice_axis=2):
-    "The official script's HD95, point by point: erosion in-plane (outside = foreground), voxel -> world one at a time, KD-tree."
+    """The official script's HD95, point by point: erosion in-plane (outside = foreground), voxel -> world one at a
+    time, KD-tree."""
     element = np.ones([1 if ax == slice_axis else 3 for ax in range(3)], bool)
     points = []
     for m in (np.asarray(truth, bool), np.asarray(pred, bool)):
         edge = m & ~ndimage.binary_erosion(m, element, border_value=1)
         points.append([tuple((affine @ np.array([i, j, k, 1.0]))[:3]) for i, j, k in zip(*np.nonzero(edge))])
     a, b = points
-    return max(np.percentile(KDTree(a, leafsize=100).query(b)[0], 95), np.percentile(KDTree(b, leafsize=100).query(a)[0], 95))
+    return max(np.percentile(KDTree(a, leafsize=100).query(b)[0], 95),
+               np.percentile(KDTree(b, leafsize=100).query(a)[0], 95))
 
 def mask(shape, *boxes):
     m = np.zeros(shape, bool)
@@ -40,10 +42,12 @@ def rotation(theta, axis):
 
 AFFINES = {
     'diagonal': MR,
-    'flipped LPS + origin': np.diag([-1, -1, 1, 1]) @ MR + np.array([[0, 0, 0, 120], [0, 0, 0, -80], [0, 0, 0, 33], [0, 0, 0, 0]]),
+    'flipped LPS + origin': np.diag([-1, -1, 1, 1]) @ MR + np.array([[0, 0, 0, 120], [0, 0, 0, -80], [0, 0, 0, 33],
+                                                                     [0, 0, 0, 0]]),
     'permuted axes': MR[[2, 0, 1, 3]],
     'rotated': rotation(0.5, 2) @ rotation(-0.3, 0) @ MR,
-    'rotated + sheared': rotation(0.2, 1) @ np.array([[1, 0.15, 0, 0], [0, 1, 0.1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]) @ MR,
+    'rotated + sheared': rotation(0.2, 1) @ np.array([[1, 0.15, 0, 0], [0, 1, 0.1, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+                         @ MR,
 }
 
 # ---------------------------------------------------------------- known values by hand
@@ -99,10 +103,12 @@ def test_boundary_matches_erosion_and_keeps_image_edges():
     assert set(np.argwhere(boundary(edge))[:, 0]) == {2}
 
 def test_ignore_labels_removed_from_both():
-    truth = np.zeros((8, 8, 3), np.uint8); truth[1:4, 1:4, 1] = 1; truth[1, 1, 1] = 9; truth[5:7, 5:7, 1] = 2; truth[6, 6, 1] = 10
+    truth = np.zeros((8, 8, 3), np.uint8); truth[1:4, 1:4, 1] = 1; truth[1, 1, 1] = 9
+    truth[5:7, 5:7, 1] = 2; truth[6, 6, 1] = 10
     pred = np.zeros_like(truth); pred[1:4, 1:4, 1] = 1; pred[5:7, 5:7, 1] = 2
     t = score_labels(truth, pred, MR).set_index('code')
-    assert t.loc['G', 'dice'] == 1 and t.loc['G', 'vs'] == 1 and t.loc['G', 'hd95_mm'] == 0 and t.loc['G', 'truth_voxels'] == 8
+    assert t.loc['G', 'dice'] == 1 and t.loc['G', 'vs'] == 1
+    assert t.loc['G', 'hd95_mm'] == 0 and t.loc['G', 'truth_voxels'] == 8
     assert t.loc['B', 'dice'] == 1 and t.loc['B', 'pred_voxels'] == 3
     # a prediction of 9 or 10 is not a structure: it is a miss where the truth has one
     pred2 = pred.copy(); pred2[2, 2, 1] = 9
@@ -111,7 +117,8 @@ def test_ignore_labels_removed_from_both():
 
 def test_score_labels_errors_name_the_subject():
     t = np.zeros((4, 4, 2), np.uint8)
-    with pytest.raises(SubjectError, match=r"Subject '3': expected two 3D label maps of one shape, found ground truth \(4, 4, 2\) and prediction \(4, 4, 3\)"):
+    with pytest.raises(SubjectError, match=r"Subject '3': expected two 3D label maps of one shape, "
+                                           r"found ground truth \(4, 4, 2\) and prediction \(4, 4, 3\)"):
         score_labels(t, np.zeros((4, 4, 3), np.uint8), MR, subject='3')
     with pytest.raises(SubjectError, match=r"Subject '3': prediction: label values must lie in 0..10, found \[12\]"):
         score_labels(t, t + 12, MR, subject='3')
@@ -139,7 +146,8 @@ def perturbed(labels, seed):
     out = np.zeros_like(labels)
     for k in SCORED:
         m = labels == k
-        m = [lambda x: ndimage.binary_dilation(x, plane), lambda x: ndimage.binary_erosion(x, plane), lambda x: x][rng.integers(3)](m)
+        change = [lambda x: ndimage.binary_dilation(x, plane), lambda x: ndimage.binary_erosion(x, plane), lambda x: x]
+        m = change[rng.integers(3)](m)
         out[np.roll(m, tuple(rng.integers(-2, 3, 3)), axis=(0, 1, 2))] = k
     speckle = rng.random(labels.shape) < 0.002
     out[speckle] = rng.integers(1, 11, int(speckle.sum()))
@@ -153,7 +161,8 @@ def test_score_labels_equals_per_structure_reference(name):
     keep = ~np.isin(truth, (9, 10))
     for k, row in zip(SCORED, table.itertuples()):
         t, p = (truth == k) & keep, (pred == k) & keep
-        assert row.dice == pytest.approx(dice(t, p), nan_ok=True) and row.vs == pytest.approx(volume_similarity(t, p), nan_ok=True)
+        assert row.dice == pytest.approx(dice(t, p), nan_ok=True)
+        assert row.vs == pytest.approx(volume_similarity(t, p), nan_ok=True)
         assert (row.truth_voxels, row.pred_voxels) == (t.sum(), p.sum())
         if t.any() and p.any(): assert row.hd95_mm == pytest.approx(per_point_hd95(t, p, affine), abs=1e-9)
         else: assert np.isnan(row.hd95_mm)
@@ -165,19 +174,21 @@ def one_hot(labels, n=9):
     return torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), n).permute(3, 0, 1, 2)[None].float()
 
 def test_dice_matches_monai():
-    metrics = pytest.importorskip('monai.metrics')
+    import monai.metrics as metrics  # a dev requirement: its absence fails `make test`
     ph = make_phantom(4, (40, 40, 10))
     truth = np.where(np.isin(ph.labels, (9, 10)), 0, ph.labels)
     pred = perturbed(truth, 4); pred[pred > 8] = 0
     ours = score_labels(truth, pred, MR).dice.to_numpy()
     theirs = metrics.compute_dice(one_hot(pred), one_hot(truth), include_background=False)[0].numpy()
-    present = np.isin(np.arange(1, 9), truth)  # MONAI leaves classes absent from the truth out (NaN); so do we when both are empty
+    # MONAI leaves classes absent from the truth out (NaN); so do we when both are empty
+    present = np.isin(np.arange(1, 9), truth)
     np.testing.assert_allclose(ours[present], theirs[present], rtol=1e-6)
 
 @pytest.mark.filterwarnings('ignore::FutureWarning')  # MONAI's own deprecation notice
 def test_hd95_matches_monai_where_boundaries_coincide():
-    "Isolated voxels are their own boundary under both definitions (in-plane 3x3 here, MONAI's 3D erosion), so HD95 must agree."
-    metrics = pytest.importorskip('monai.metrics')
+    """Isolated voxels are their own boundary under both definitions (in-plane 3x3 here, MONAI's 3D erosion),
+    so HD95 must agree."""
+    import monai.metrics as metrics  # a dev requirement: its absence fails `make test`
     rng = np.random.default_rng(5)
     for _ in range(3):
         labels = []
@@ -224,7 +235,8 @@ def test_evaluate_folders_round_trip(release, tmp_path):
         assert evaluate_folders(truth_root, pred_root, ids=['5']).subject.unique().tolist() == ['5']
     # writers: complete files, no temporary leftovers
     out = tmp_path / 'report'
-    write_csv(scores, out / 'scores.csv'); write_csv(summary, out / 'summary.csv'); write_markdown(summary, out / 'summary.md')
+    write_csv(scores, out / 'scores.csv'); write_csv(summary, out / 'summary.csv')
+    write_markdown(summary, out / 'summary.md')
     assert sorted(p.name for p in out.iterdir()) == ['scores.csv', 'summary.csv', 'summary.md']
     pd.testing.assert_frame_equal(pd.read_csv(out / 'scores.csv', dtype={'subject': str}), scores)
     md = (out / 'summary.md').read_text().splitlines()
@@ -241,7 +253,8 @@ def test_missing_prediction_is_an_error_that_names_it(release):
 
 def test_result_nii_accepted_and_extra_predictions_warned(release):
     truth_root, pred_root, _ = release
-    img = nib.load(pred_root / '4' / 'result.nii.gz'); img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
+    img = nib.load(pred_root / '4' / 'result.nii.gz')
+    img = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine, img.header)
     nib.save(img, pred_root / '4' / 'result.nii'); (pred_root / '4' / 'result.nii.gz').unlink()
     (pred_root / '99').mkdir(); nib.save(img, pred_root / '99' / 'result.nii.gz')
     with pytest.warns(UserWarning, match=r"not scored: \['99'\]"):
@@ -249,7 +262,8 @@ def test_result_nii_accepted_and_extra_predictions_warned(release):
     assert scores.subject.unique().tolist() == ['1', '4', '5']
 
 @pytest.mark.parametrize('bad, message', [
-    ('shape', r"Subject '5', file '.*result\.nii\.gz': prediction has shape \(32, 30, 7\) but the ground truth has \(32, 30, 8\)"),
+    ('shape', r"Subject '5', file '.*result\.nii\.gz': prediction has shape \(32, 30, 7\) "
+              r"but the ground truth has \(32, 30, 8\)"),
     ('affine', r"Subject '5', file '.*result\.nii\.gz': prediction affine differs from the ground truth's by up to"),
     ('labels', r"Subject '5', file '.*result\.nii\.gz': prediction: label values must lie in 0..10, found \[12\]"),
 ])
@@ -279,7 +293,8 @@ def test_files_in_another_orientation_score_as_stored(tmp_path):
     save_nifti(disk(ph.images['T1']), disk_affine, tmp_path / 'training' / '7' / 'pre' / 'reg_T1.nii.gz')
     save_nifti(disk(truth), disk_affine, tmp_path / 'training' / '7' / 'segm.nii.gz')
     save_nifti(disk(pred), disk_affine, tmp_path / 'results' / '7' / 'result.nii.gz')
-    s = load_subject({'T1': tmp_path / 'training' / '7' / 'pre' / 'reg_T1.nii.gz'}, labels=tmp_path / 'training' / '7' / 'segm.nii.gz', id='7')
+    s = load_subject({'T1': tmp_path / 'training' / '7' / 'pre' / 'reg_T1.nii.gz'},
+                     labels=tmp_path / 'training' / '7' / 'segm.nii.gz', id='7')
     np.testing.assert_array_equal(s.labels, truth)
     assert slice_axis_of(s) == 0  # held R is the file's third axis
     on_disk = evaluate_folders(tmp_path / 'training', tmp_path / 'results')

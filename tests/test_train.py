@@ -1,12 +1,12 @@
 "Training across processes: a killed run resumes to the same weights; DDP with 2 gloo processes keeps them in sync."
 import json, os, signal, subprocess, sys, time
-from pathlib import Path
 import torch
 from brainseg.train import load_checkpoint
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
-TRAIN = ['train', '--data', 'phantom:3', '--size', '32x32x16', '--val-ids', 'phantom0-2', '--model', 'base', '--features', '8',
-         '--epochs', '3', '--iters-per-epoch', '6', '--batch-size', '2', '--eps', '0.1', '--checkpoint-every', '2', '--device', 'cpu']
+TRAIN = ['train', '--data', 'phantom:3', '--size', '32x32x16', '--val-ids', 'phantom0-2', '--model', 'base',
+         '--features', '8', '--epochs', '3', '--iters-per-epoch', '6', '--batch-size', '2', '--eps', '0.1',
+         '--checkpoint-every', '2', '--device', 'cpu']
 
 def brainseg(*args):
     return [sys.executable, '-m', 'brainseg.cli', *map(str, args)]
@@ -18,7 +18,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     ref = subprocess.run(brainseg(*TRAIN, '--out', tmp_path / 'ref'), env=ENV, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / 'killed'
-    proc = subprocess.Popen(brainseg(*TRAIN, '--out', out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(brainseg(*TRAIN, '--out', out), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / 'last.pt').exists() and proc.poll() is None and time.time() < deadline: time.sleep(0.01)
     proc.send_signal(signal.SIGKILL); proc.wait()

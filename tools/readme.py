@@ -10,7 +10,9 @@ def render(nb) -> str:
     parts = ["<!-- Generated from index.ipynb by tools/readme.py: edit the notebook, then run `make readme`. -->"]
     for cell in nb.cells:
         src = cell.source.strip()
-        if cell.cell_type == 'markdown': parts.append(src); continue
+        if cell.cell_type == 'markdown':
+            parts.append(src)
+            continue
         lines = src.splitlines()
         if any(l.strip() in ('#| hide', '#|hide') for l in lines): continue
         code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
