@@ -135,6 +135,7 @@ def _demo_figure(out: Path, runs: Path, status: pd.DataFrame, subject):
     fig.suptitle(f"held-out subject {subject.id}", fontsize=10)
     fig.savefig(out / 'comparison.png', dpi=80)
 
+# %% ../nbs/14_cli.ipynb #8d5daf74
 VIEWER_NOTEBOOK = [
     ('markdown', "# brainseg demo: the results\n"
                  "Every held-out subject (`data/`) with the ground truth and each model's "

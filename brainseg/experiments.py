@@ -383,6 +383,7 @@ def check_grid(grid: Grid, # the grid
         except (ValueError, TypeError) as e: raise ValueError(f"grid {grid.name!r}, run {rid}: {e}") from e
     return runs
 
+# %% ../nbs/13_experiments.ipynb #8bb5f71b
 def run_status(folder, # a run's output folder, `<grid out>/<run id>/`
               ) -> str:
     "'done' (result.json written), 'failed' (failed.json written) or 'todo'."
@@ -403,6 +404,7 @@ def _claim_folder(out: Path, grid: Grid):
     out.mkdir(parents=True, exist_ok=True)
     write_json(marker, grid.to_dict())
 
+# %% ../nbs/13_experiments.ipynb #63ddc987
 def _strip_ansi(lines): return [re.sub(r"\x1b\[[0-9;]*m", '', l) for l in lines]
 
 def _execute(nb: Path, folder: Path, params: dict, kernel_name: str):
