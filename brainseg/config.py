@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import field, fields
 
 # %% auto #0
-__all__ = ['setting', 'Config', 'config_help']
+__all__ = ['setting', 'Config', 'config_help', 'config_markdown']
 
 # %% ../nbs/00a_config.ipynb #d7eb6e54
 def setting(default, # the default value: a number, string, bool, None or tuple (immutable)
@@ -57,3 +57,9 @@ def config_help(cls, # a `Config` dataclass
                  help=f.metadata.get('help', ''),
                  choices=None if f.metadata.get('choices') is None else list(f.metadata['choices']))
             for f in fields(cls)]
+
+def config_markdown(cls, # a `Config` dataclass
+                   ) -> str:
+    "A markdown table of a config class's settings: name, default and help (for the docs and notebooks)."
+    rows = [f"| `{r['name']}` | `{r['default']!r}` | {r['help']} |" for r in config_help(cls)]
+    return '\n'.join(['| setting | default | meaning |', '| --- | --- | --- |', *rows])
