@@ -21,8 +21,8 @@ from .io import MODALITIES, modality_names
 
 # %% auto #0
 __all__ = ['FALLBACKS', 'BOXES', 'CASCADE_FORMAT', 'region_crop', 'StageItem', 'region_mask', 'stage_items', 'stage_targets',
-           'default_fallback', 'merge_stages', 'StageConfig', 'read_stage_config', 'stage_config', 'Cascade',
-           'oracle_lut', 'OracleSlices', 'OracleSlabs', 'with_oracles', 'CascadeFileError', 'save_cascade',
+           'default_fallback', 'merge_stages', 'StageConfig', 'read_stage_config', 'per_stage', 'stage_config',
+           'Cascade', 'oracle_lut', 'OracleSlices', 'OracleSlabs', 'with_oracles', 'CascadeFileError', 'save_cascade',
            'cascade_from_payload', 'load_cascade']
 
 # %% ../nbs/08_cascade.ipynb #08fa3e78
@@ -228,6 +228,20 @@ def read_stage_config(stage: StageTask, # the stage, named in errors
     except (TypeError, ValueError) as e:
         raise type(e)(str(e) if str(e).startswith(where) else where + str(e)) from None
 
+def per_stage(stages, # the cascade's `StageTask`s
+              configs=None, # None, a list with one entry per stage, or {stage name: config}
+             ) -> list:
+    "One stage config (or None, not given) per stage, in stage order; unknown stage names are an error."
+    names = [st.name for st in stages]
+    if configs is None: return [None] * len(stages)
+    if isinstance(configs, dict):
+        unknown = sorted(set(configs) - set(names))
+        if unknown: raise ValueError(f"configs for unknown stages {unknown}; the stages are {names}")
+        return [configs.get(n) for n in names]
+    if len(configs) != len(stages):
+        raise ValueError(f"got {len(configs)} stage configs for {len(stages)} stages {names}")
+    return list(configs)
+
 def stage_config(stages, # the cascade's `StageTask`s
                  k: int, # the stage
                  given=None, # a `StageConfig`, a dict of its settings, or None for the defaults
@@ -254,13 +268,7 @@ class Cascade(nn.Module):
         check_cascade(stages)
         names = [st.name for st in stages]
         if len(set(names)) != len(names): raise ValueError(f"stage names must be distinct, found {names}")
-        if configs is None: configs = [None] * len(stages)
-        elif isinstance(configs, dict):
-            unknown = sorted(set(configs) - set(names))
-            if unknown: raise ValueError(f"configs for unknown stages {unknown}; the stages are {names}")
-            configs = [configs.get(n) for n in names]
-        elif len(configs) != len(stages):
-            raise ValueError(f"got {len(configs)} stage configs for {len(stages)} stages {names}")
+        configs = per_stage(stages, configs)
         self.stages, self.in_channels = stages, int(in_channels)
         self.modalities = modality_names(modalities) if modalities is not None else MODALITIES[:self.in_channels]
         if len(self.modalities) != self.in_channels:

@@ -20,12 +20,12 @@ def setting(default, # the default value: a number, string, bool, None or tuple 
 
 class Config:
     "Base of brainseg's config dataclasses: checked choices, `from_dict` that rejects unknown keys, plain `to_dict`."
-    def check_choices(self, where: str = ''):
+    def check_choices(self):
         "Raise `ValueError` naming the field and its choices when a value is not one of them (None means 'inherit')."
         for f in fields(self):
             allowed, value = f.metadata.get('choices'), getattr(self, f.name)
             if allowed is not None and value is not None and value not in list(allowed):
-                raise ValueError(f"{where}{f.name} must be one of {list(allowed)}, found {value!r}")
+                raise ValueError(f"{f.name} must be one of {list(allowed)}, found {value!r}")
 
     @classmethod
     def from_dict(cls, d: dict, # settings by field name; missing ones keep their defaults

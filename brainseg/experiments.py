@@ -15,7 +15,7 @@ from .io import atomic_path
 from .data import load_dataset, kfold, save_folds, preprocess
 from .train import (TrainConfig, CHECKPOINT_FORMAT, train, train_cascade, load_model, pick_device, make_dataset,
                             pad_collate)
-from .models import save_torch_file, load_torch_file
+from .models import model_geometry, save_torch_file, load_torch_file
 from .cascade import CASCADE_FORMAT
 from .adversarial import robustness
 from .infer import predict_subject, write_result, load_predictor
@@ -165,7 +165,8 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
                   ) -> list:
     "Mean Dice of the held-out subjects under FGSM and PGD attacks over `eps_grid`: rows {'attack', 'eps', 'dice'}."
     model, cfg = load_model(model_path, pick_device(device))
-    ds = make_dataset(cfg, [preprocess(s, cfg.modalities) for s in subjects], train=False)
+    ds = make_dataset(cfg, [preprocess(s, cfg.modalities) for s in subjects], train=False,
+                      geometry=model_geometry(model))
     chosen = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int)).tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chosen), batch_size=batch_size,
                                          collate_fn=pad_collate)

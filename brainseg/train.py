@@ -23,7 +23,7 @@ from .models import (MODELS, NORMS, make_model, model_spec, model_geometry, save
                              WeightsFileError)
 from .predict import predict_volume
 from .adversarial import mix_adversarial
-from .cascade import Cascade, read_stage_config, stage_items, stage_targets, save_cascade
+from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_targets, save_cascade
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'model_kwargs', 'build_model', 'make_dataset', 'epoch_order',
@@ -269,6 +269,10 @@ class FitState:
     best: float = -math.inf  # best validation Dice (or -loss without validation) so far
     sums: dict = field(default_factory=dict)  # running sums of the losses in the epoch, and 'n' the steps summed
 
+    def next_epoch(self):
+        "Move to the start of the next epoch, with fresh sums."
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, {}
+
 def checkpoint_state(cfg: TrainConfig, # the run's config, saved with it
                      model: nn.Module, # the network (not its DDP wrapper)
                      opt, # the optimizer
@@ -348,7 +352,7 @@ def end_epoch(model: nn.Module, # the network
     row = {'epoch': state.epoch + 1, **{k: v / s['n'] for k, v in s.items() if k != 'n'}, 'seconds': round(seconds, 2)}
     if val: row.update(validate(model, val, n_classes, cfg.val_batch_size))
     state.history.append(row)
-    state.epoch, state.step, state.sums = state.epoch + 1, 0, {}
+    state.next_epoch()
     log(f"epoch {row['epoch']}: loss {row['loss']:.4f}" + (f", val Dice {row['val_dice']:.4f}" if val else '')
         + f" ({row['seconds']} s)")
     score = row.get('val_dice', -row['loss'])
@@ -414,7 +418,7 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         train_epoch(net, loader, state, cfg, opt, scaler, loss_fn, device, steps,
                     save=(lambda: save(out / 'last.pt')) if rank == 0 else None, bar=bar)
         if rank == 0: end_epoch(model, val, state, cfg, n_classes, out, save, time.time() - t0, log)
-        else: state.epoch, state.step, state.sums = state.epoch + 1, 0, {}
+        else: state.next_epoch()
         if world > 1: dist.barrier()
     if world > 1: check_replicas(model, out, log)
     return state.history
@@ -455,15 +459,8 @@ def stage_configs_from(cfg: TrainConfig, # the run's config: its network, FGSM s
                        log=None, # called with a line for each stage setting that differs from the run's
                       ) -> list:
     "`StageConfig`s: what the user gave per stage; the network, its arguments and eps from `cfg` where not given."
-    names = [st.name for st in stages]
-    if given is None: given = [None] * len(stages)
-    elif isinstance(given, dict):
-        unknown = sorted(set(given) - set(names))
-        if unknown: raise ValueError(f"stage configs for unknown stages {unknown}; the stages are {names}")
-        given = [given.get(n) for n in names]
-    if len(given) != len(stages): raise ValueError(f"got {len(given)} stage configs for {len(stages)} stages {names}")
     out = []
-    for st, g in zip(stages, given):
+    for st, g in zip(stages, per_stage(stages, given)):
         c = read_stage_config(st, g)
         model = c.model or cfg.model
         run_kwargs = model_kwargs(cfg.replace(model=model))
