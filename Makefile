@@ -65,9 +65,9 @@ lint: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/nbdev_test --n_workers 1 --flags slow --timing
 
+# JupyterLab (pinned in the dev requirements) on 127.0.0.1; root, as in containers, needs --allow-root.
 lab: $(VENV)/.installed-dev
-	$(PY) -c 'import jupyterlab' 2>/dev/null || $(PY) -m pip install -q jupyterlab
-	$(BIN)/jupyter lab nbs --ip 127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(BIN)/jupyter lab --notebook-dir=nbs --ip=127.0.0.1 --no-browser $$( [ "$$(id -u)" != 0 ] || echo --allow-root )
 
 readme: $(VENV)/.installed-dev
 	$(PY) tools/readme.py

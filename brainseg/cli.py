@@ -19,7 +19,7 @@ from .results import write_report
 
 # %% auto #0
 __all__ = ['VIEWER_NOTEBOOK', 'ERRORS', 'cmd_train', 'cmd_predict', 'evaluate_tables', 'cmd_evaluate', 'parse_sets',
-           'cmd_experiment', 'demo', 'main']
+           'cmd_experiment', 'cmd_view', 'demo', 'main']
 
 # %% ../nbs/14_cli.ipynb #9e15bcfb
 def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
@@ -107,6 +107,12 @@ def cmd_experiment(args, # parsed `brainseg experiment` arguments
         print(f"\nheld-out Dice (mean ± sd over runs):\n{to_markdown(tables['dice']['mean'].round(4))}")
         print(f"report: {args.out}/summary.md, {args.out}/results.csv, {args.out}/dice_by_config.png")
 
+def cmd_view(args, # parsed `brainseg view` arguments
+            ) -> int:
+    from brainseg.viewer import serve
+    return serve(args.folder, data=args.data, port=args.port)
+
+
 # %% ../nbs/14_cli.ipynb #dcaeb268
 def _result_rows(tables: dict) -> pd.DataFrame:
     "One row per configuration: held-out mean Dice over the 8 structures (`dice`), per structure, HD95 and VS means."
@@ -138,19 +144,11 @@ def _demo_figure(out: Path, runs: Path, status: pd.DataFrame, subject):
 # %% ../nbs/14_cli.ipynb #8d5daf74
 VIEWER_NOTEBOOK = [
     ('markdown', "# brainseg demo: the results\n"
-                 "Every held-out subject (`data/`) with the ground truth and each model's "
-                 "prediction (`runs/<run>/predictions/`). Open it in Jupyter (`make lab`) from this folder."),
-    ('code', "import json\nfrom pathlib import Path\nimport pandas as pd\n"
-             "from brainseg.io import read_mrbrains_subject, load_subject\n"
-             "import matplotlib.pyplot as plt\nfrom brainseg.viewer import compare_figure\npd.read_csv('results.csv')"),
-    ('code', "for folder in sorted(Path('data').iterdir()):\n"
-             "    subject = read_mrbrains_subject(folder)\n"
-             "    maps = {'truth': subject.labels}\n"
-             "    for pred in sorted(Path('runs').glob(f'*/predictions/{subject.id}/result.nii.gz')):\n"
-             "        config = json.loads((pred.parents[2] / 'params.json').read_text())['config']\n"
-             "        maps[config] = load_subject({'T1': subject.paths['T1']}, labels=pred, id=subject.id).labels\n"
-             "    fig = compare_figure(subject, maps)\n"
-             "    display(fig); plt.close(fig)"),
+                 "The held-out subjects (`data/`) with the ground truth and each model's prediction "
+                 "(`runs/<run>/predictions/`): pick runs and a subject; errors, Dice per slice and subject, zoom. "
+                 "Open it in Jupyter (`make lab`) from this folder, or serve it with `brainseg view` on this folder."),
+    ('code', "import pandas as pd\nfrom brainseg.viewer import ResultsBrowser\npd.read_csv('results.csv')"),
+    ('code', "ResultsBrowser('.')"),
 ]
 
 def demo(out='demo_out', # output folder
@@ -181,7 +179,8 @@ def demo(out='demo_out', # output folder
         f"{to_markdown(results.set_index('model')[['dice', 'hd95_mm', 'vs']])}")
     log(f"\ndone in {time.time() - t0:.0f} s. In {out}/: results.csv, comparison.png, viewer.ipynb, "
         "data/ (held-out subjects), runs/summary.md, "
-        "runs/<run>/run.ipynb (executed notebooks), runs/<run>/predictions/<id>/result.nii.gz")
+        "runs/<run>/run.ipynb (executed notebooks), runs/<run>/predictions/<id>/result.nii.gz. "
+        f"To browse them: brainseg view {out}")
     return results
 
 # %% ../nbs/14_cli.ipynb #aeeb1167
@@ -236,6 +235,13 @@ def _parser() -> argparse.ArgumentParser:
                        'short live training; results.csv, comparison.png and viewer.ipynb in --out.')
     d.add_argument('--out', default='demo_out', help='output folder (default: %(default)s)')
     d.add_argument('--grid', default='demo', help='grid to run (default: %(default)s)')
+    v = sub.add_parser('view', help='browse predictions against the ground truth in a browser (Voilà app)',
+                       description='Serve a results browser of DIR (an experiment or demo output folder, or any folder '
+                       'of <id>/result.nii.gz folders) as a Voilà app on 127.0.0.1 and print its address.')
+    v.add_argument('folder', metavar='DIR', help='results folder')
+    v.add_argument('--data', help="ground truth: MRBrainS18 release folder, manifest or 'template:N' "
+                   "(default: DIR/data, else the data the runs name in their result.json)")
+    v.add_argument('--port', type=int, help='port on 127.0.0.1 (default: a free one)')
     return p
 
 # The user's errors: bad data (SubjectError), settings, checkpoints and grids (ValueError and its subclasses),
@@ -252,6 +258,7 @@ def main(argv=None, # the arguments after `brainseg`; None: sys.argv[1:]
         elif args.command == 'evaluate': cmd_evaluate(args)
         elif args.command == 'experiment': cmd_experiment(args)
         elif args.command == 'demo': demo(out=args.out, grid=args.grid)
+        elif args.command == 'view': return cmd_view(args)
     except ERRORS as e:
         print(f"brainseg {args.command}: error: {e}", file=sys.stderr)
         return 2

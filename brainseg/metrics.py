@@ -16,7 +16,7 @@ from .io import MRBRAINS_LABELS, Subject, SubjectError, atomic_path, subject_lab
 # %% auto #0
 __all__ = ['METRICS', 'MRBRAINS_RESULTS', 'boundary', 'dice', 'volume_similarity', 'hd95', 'score_labels', 'slice_axis_of',
            'score_subject', 'summarize', 'metric_table', 'to_markdown', 'write_markdown', 'write_csv',
-           'evaluate_folders']
+           'prediction_path', 'evaluate_folders']
 
 # %% ../nbs/09_metrics.ipynb #7d1c46c7
 def _check_axis(slice_axis):
@@ -278,8 +278,12 @@ MRBRAINS_RESULTS = ('result.nii.gz', 'result.nii')  # prediction file names in a
 
 def _id_order(i: str): return (0, int(i), i) if i.isdigit() else (1, 0, i)
 
-def _prediction_path(pred_root: Path, id: str):
-    return next((pred_root / id / n for n in MRBRAINS_RESULTS if (pred_root / id / n).is_file()), None)
+def prediction_path(pred_root, # folder of `<id>/result.nii.gz` (or `<id>/result.nii`)
+                    id: str, # subject id
+                   ) -> Path|None:
+    "The prediction file of subject `id` under `pred_root`, or None."
+    folder = Path(pred_root) / str(id)
+    return next((folder / n for n in MRBRAINS_RESULTS if (folder / n).is_file()), None)
 
 def _read_pair(truth_path, pred_path, id, affine_atol):
     "Ground truth and prediction of one subject as uint8 label maps, checked against each other; the truth's affine."
@@ -309,7 +313,7 @@ def evaluate_folders(truth_root, # folder of `<id>/segm.nii.gz` (MRBrainS18 rele
     for i in ids:
         if not (truth_root / i / MRBRAINS_LABELS).is_file():
             raise SubjectError(i, 'ground truth file not found', truth_root / i / MRBRAINS_LABELS)
-    missing = [i for i in ids if _prediction_path(pred_root, i) is None]
+    missing = [i for i in ids if prediction_path(pred_root, i) is None]
     if len(missing) == 1:
         raise SubjectError(missing[0], f"prediction not found (looked for {' and '.join(MRBRAINS_RESULTS)})",
                            pred_root / missing[0] / MRBRAINS_RESULTS[0])
@@ -317,8 +321,8 @@ def evaluate_folders(truth_root, # folder of `<id>/segm.nii.gz` (MRBrainS18 rele
         raise SubjectError(missing, 'predictions not found: expected '
                                     + ', '.join(f"'{pred_root / i / MRBRAINS_RESULTS[0]}'" for i in missing))
     extra = sorted(p.name for p in pred_root.iterdir()
-                   if p.is_dir() and p.name not in ids and _prediction_path(pred_root, p.name))
+                   if p.is_dir() and p.name not in ids and prediction_path(pred_root, p.name))
     if every and extra: warnings.warn(f"predictions without ground truth under '{pred_root}' are not scored: {extra}")
-    pairs = [_read_pair(truth_root / i / MRBRAINS_LABELS, _prediction_path(pred_root, i), i, affine_atol) for i in ids]
+    pairs = [_read_pair(truth_root / i / MRBRAINS_LABELS, prediction_path(pred_root, i), i, affine_atol) for i in ids]
     tables = [score_labels(truth, pred, affine, subject=i) for i, (truth, pred, affine) in zip(ids, pairs)]
     return pd.concat(tables, ignore_index=True)
