@@ -104,7 +104,7 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/12_viewer.ipynb #fa340418
+# %% ../nbs/12_viewer.ipynb #37b9a77a
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}  # plane -> the array axis (X, Y, Z) it cuts
 
 def plane_axes(plane: str, # 'axial', 'coronal' or 'sagittal'
@@ -161,7 +161,7 @@ def png(rgb: np.ndarray, # (H, W, 3) uint8
     PIL.Image.fromarray(rgb).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/12_viewer.ipynb #dc248afb
+# %% ../nbs/12_viewer.ipynb #6dd62fbf
 ERRORS = ('correct', 'false positive', 'false negative', 'wrong structure')  # codes 1..4 of `error_map`
 DIFFERENCES = ('only A right', 'only B right', 'both wrong')  # codes 1..3 of `difference_map`
 ERROR_COLOURS = np.array([(0, 0, 0, 0), (0.10, 0.75, 0.10, 0.35), (1.0, 0.15, 0.15, 1), (0.15, 0.45, 1.0, 1),
@@ -213,7 +213,7 @@ def mean_dice(truth: np.ndarray, # ground-truth label map (any shape: a volume o
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float('nan')
 
-# %% ../nbs/12_viewer.ipynb #47a64909
+# %% ../nbs/12_viewer.ipynb #b1810c30
 @dataclass
 class Panel:
     "One panel of a viewer: a label map and what is drawn over it."
@@ -258,7 +258,7 @@ def _lines(index: np.ndarray, at) -> list:
 
 CURSOR = np.array([255, 235, 0], np.float32)  # crosshair, region outlines and boxes
 
-# %% ../nbs/12_viewer.ipynb #3423d74b
+# %% ../nbs/12_viewer.ipynb #f69fa389
 def _swatch(rgb, text: str) -> str:
     r, g, b = (int(255 * c) for c in rgb[:3])
     return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
@@ -311,8 +311,9 @@ class SliceViewer(widgets.VBox):
         self.modality.add_class('brainseg-modality')
         self.modes = {p.name: widgets.Dropdown(options=['labels', 'errors'], layout={'width': '8em'})
                       for p in self._predictions}
-        pairs = [f"{a.name} vs {b.name}" for i, a in enumerate(self._predictions) for b in self._predictions[i + 1:]]
-        self.difference = widgets.Dropdown(options=['none'] + pairs, description='difference',
+        pairs = [(f"{a.name} vs {b.name}", (a.name, b.name)) for i, a in enumerate(self._predictions)
+                 for b in self._predictions[i + 1:]]
+        self.difference = widgets.Dropdown(options=[('none', None)] + pairs, description='difference',
                                            layout={'display': '' if pairs else 'none'})
         self.legend = widgets.HTML()
         self.message = widgets.HTML()
@@ -347,10 +348,9 @@ class SliceViewer(widgets.VBox):
 
     def _all_panels(self) -> list:
         "The panels, and the difference panel the menu asks for."
-        if self.difference.value == 'none': return self.panels
-        a, b = self.difference.value.split(' vs ')
-        codes = Panel(f"difference: {a} (A) vs {b} (B)", None, kind='difference')
-        return self.panels + [codes]
+        if self.difference.value is None: return self.panels
+        a, b = self.difference.value
+        return self.panels + [Panel(f"difference: {a} (A) vs {b} (B)", None, kind='difference')]
 
     def _layout(self, *_):
         "One title and image per panel and shown plane (the mode menu by the first), then draw."
@@ -370,7 +370,7 @@ class SliceViewer(widgets.VBox):
         if change['owner'] is self.zoom: self.box = None
         self.refresh()
 
-# %% ../nbs/12_viewer.ipynb #19538d30
+# %% ../nbs/12_viewer.ipynb #d39aec38
 def _window(self, plane: str, # the plane drawn
             panel: Panel|None = None, # a panel with its own `crop`, or None
            ) -> tuple:
@@ -403,7 +403,7 @@ def _overlay(self, panel: Panel, plane: str, k: int, cols, rows) -> tuple:
     "(codes, colours) drawn over the grey image of one panel."
     truth = self._truth_map
     if panel.kind == 'difference':
-        a, b = panel.name.removeprefix('difference: ').removesuffix(' (B)').split(' (A) vs ')
+        a, b = self.difference.value
         maps = [cut(m, plane, k, cols, rows) for m in (truth, self._scored[a], self._scored[b])]
         return difference_map(*maps, self._structure()), DIFF_COLOURS
     if panel.labels is None or not self.show_labels.value: return None, None
@@ -470,11 +470,13 @@ def refresh(self):
     for (name, plane), image in self.images.items():
         self.rendered[name, plane] = rgb = self.render(panels[name], plane)
         image.value = png(rgb)
+        width = f"{rgb.shape[1]}px"  # at its own size: a flex box must not shrink it
+        if image.layout.width != width: image.layout.width = width
         self.titles[name, plane].value = self._title(panels[name], plane)
     modes = {m.value for m in self.modes.values()}
     legend = []
     if 'errors' in modes: legend += [_swatch(c, n) for c, n in zip(ERROR_COLOURS[1:], ERRORS)]
-    if self.difference.value != 'none': legend += [_swatch(c, n) for c, n in zip(DIFF_COLOURS[1:], DIFFERENCES)]
+    if self.difference.value is not None: legend += [_swatch(c, n) for c, n in zip(DIFF_COLOURS[1:], DIFFERENCES)]
     self.legend.value = ' &nbsp; '.join(legend)
 
 def fit_structure(self):
@@ -498,7 +500,7 @@ SliceViewer._structure, SliceViewer.subject_dice, SliceViewer.slice_dice, SliceV
     _structure, subject_dice, slice_dice, _title
 SliceViewer.refresh, SliceViewer.fit_structure = refresh, fit_structure
 
-# %% ../nbs/12_viewer.ipynb #9dcd4289
+# %% ../nbs/12_viewer.ipynb #1d87a52c
 def figure(self) -> matplotlib.figure.Figure:
     "The panels as drawn now, as a matplotlib figure (for pages where widgets do not run)."
     keys = list(self.images)
@@ -548,7 +550,7 @@ def compare_viewer(subject: Subject, # the subject: its images, and its labels a
     if 'truth' in predictions: raise ValueError("'truth' is the ground truth's panel; rename that prediction")
     return SliceViewer(subject, {'truth': truth, **predictions}, truth='truth', planes=plane, size=size)
 
-# %% ../nbs/12_viewer.ipynb #5ba5e335
+# %% ../nbs/12_viewer.ipynb #cd10616c
 def _stage_labels(stage, classes: np.ndarray) -> np.ndarray:
     "A stage's decisions as MRBrainS18 ids: classes of one label keep it; groups, rest and undecided show nothing."
     lut = np.zeros(stage.n_classes + 1, np.uint8)  # the last entry takes -1 (outside the stage's region)
@@ -586,7 +588,7 @@ def cascade_viewer(subject: Subject, # the subject; its labels, when present, ar
     return SliceViewer(subject, truth + panels, truth='truth' if truth else None, size=size,
                        title=f"subject {subject.id}: the cascade stage by stage")
 
-# %% ../nbs/12_viewer.ipynb #23000576
+# %% ../nbs/12_viewer.ipynb #9c972942
 def find_runs(folder, # an experiment output folder, a demo folder, or any folder of prediction folders
              ) -> dict:
     "Run name (its configuration's, else its folder's) -> predictions folder (`<id>/result.nii.gz`), <= 4 levels down."
@@ -659,7 +661,7 @@ class ResultsData:
         if s.labels is None: raise SubjectError(id, 'has no label map (segm.nii.gz) to compare against')
         return s
 
-# %% ../nbs/12_viewer.ipynb #0d51d3ec
+# %% ../nbs/12_viewer.ipynb #8042a17f
 def _error_html(e: Exception) -> str:
     return f"<div class='brainseg-error' style='color:#b00000'>{html.escape(str(e), quote=False)}</div>"
 
@@ -719,7 +721,7 @@ class ResultsBrowser(widgets.VBox):
         if self.viewer is not None: bundle['image/png'] = base64.b64encode(self.viewer.snapshot()).decode()
         return bundle
 
-# %% ../nbs/12_viewer.ipynb #2d93653f
+# %% ../nbs/12_viewer.ipynb #4594eda0
 def app_notebook(folder, # the results folder to browse
                  data=None, # its ground truth (see `ResultsBrowser`)
                  path=None, # where to write the notebook; default `brainseg-view.ipynb` in a new temporary folder

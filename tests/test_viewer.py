@@ -83,7 +83,7 @@ def test_error_and_difference_views(ph):
     assert has_colour(image, ERROR_COLOURS[2][:3]) and has_colour(image, ERROR_COLOURS[3][:3])  # FP and FN
     v.modes['same'].value = 'errors'  # a perfect prediction: no false positive or negative anywhere
     assert not has_colour(v.images['same', 'axial'], ERROR_COLOURS[2][:3])
-    v.difference.value = 'shifted vs same'
+    v.difference.value = ('shifted', 'same')
     assert len(v.images) == 4 and 'only B right' in v.legend.value
 
 def test_zoom_and_fit_structure(ph):
