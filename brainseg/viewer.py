@@ -104,7 +104,7 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/12_viewer.ipynb #37b9a77a
+# %% ../nbs/12_viewer.ipynb #3f0ffb38
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}  # plane -> the array axis (X, Y, Z) it cuts
 
 def plane_axes(plane: str, # 'axial', 'coronal' or 'sagittal'
@@ -135,7 +135,7 @@ def cut(volume: np.ndarray, # (X, Y, Z[, ...]) array on the subject grid
        ) -> np.ndarray:
     "The (rows, columns) image of one slice, resampled by nearest neighbour (labels stay labels)."
     a, _, _ = plane_axes(plane)
-    return np.take(volume, index, axis=a)[np.ix_(cols, rows)].swapaxes(0, 1)
+    return volume[(slice(None),) * a + (index,)][np.ix_(cols, rows)].swapaxes(0, 1)  # a view, then the pixels only
 
 def window_level(image: np.ndarray, # 2D intensities
                  lo: float, # intensity drawn black
@@ -161,7 +161,7 @@ def png(rgb: np.ndarray, # (H, W, 3) uint8
     PIL.Image.fromarray(rgb).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/12_viewer.ipynb #6dd62fbf
+# %% ../nbs/12_viewer.ipynb #83feed30
 ERRORS = ('correct', 'false positive', 'false negative', 'wrong structure')  # codes 1..4 of `error_map`
 DIFFERENCES = ('only A right', 'only B right', 'both wrong')  # codes 1..3 of `difference_map`
 ERROR_COLOURS = np.array([(0, 0, 0, 0), (0.10, 0.75, 0.10, 0.35), (1.0, 0.15, 0.15, 1), (0.15, 0.45, 1.0, 1),
@@ -213,7 +213,7 @@ def mean_dice(truth: np.ndarray, # ground-truth label map (any shape: a volume o
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float('nan')
 
-# %% ../nbs/12_viewer.ipynb #b1810c30
+# %% ../nbs/12_viewer.ipynb #93f47ffd
 @dataclass
 class Panel:
     "One panel of a viewer: a label map and what is drawn over it."
@@ -258,7 +258,7 @@ def _lines(index: np.ndarray, at) -> list:
 
 CURSOR = np.array([255, 235, 0], np.float32)  # crosshair, region outlines and boxes
 
-# %% ../nbs/12_viewer.ipynb #f69fa389
+# %% ../nbs/12_viewer.ipynb #d3c71abb
 def _swatch(rgb, text: str) -> str:
     r, g, b = (int(255 * c) for c in rgb[:3])
     return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
@@ -370,7 +370,7 @@ class SliceViewer(widgets.VBox):
         if change['owner'] is self.zoom: self.box = None
         self.refresh()
 
-# %% ../nbs/12_viewer.ipynb #d39aec38
+# %% ../nbs/12_viewer.ipynb #7c9ec545
 def _window(self, plane: str, # the plane drawn
             panel: Panel|None = None, # a panel with its own `crop`, or None
            ) -> tuple:
@@ -452,7 +452,7 @@ def slice_dice(self, name: str, # a prediction panel
     "Dice of a panel on the cursor's slice (chosen structure, or the mean over the structures on the slice)."
     plane = plane or self._shown_planes()[0]
     a = plane_axes(plane)[0]
-    sl = lambda m: np.take(m, self.cursor[a], axis=a)
+    sl = lambda m: m[(slice(None),) * a + (self.cursor[a],)]
     return mean_dice(sl(self._truth_map), sl(self._scored[name]), self._structure())
 
 def _title(self, panel: Panel, plane: str) -> str:
@@ -500,7 +500,7 @@ SliceViewer._structure, SliceViewer.subject_dice, SliceViewer.slice_dice, SliceV
     _structure, subject_dice, slice_dice, _title
 SliceViewer.refresh, SliceViewer.fit_structure = refresh, fit_structure
 
-# %% ../nbs/12_viewer.ipynb #1d87a52c
+# %% ../nbs/12_viewer.ipynb #f4ff35d6
 def figure(self) -> matplotlib.figure.Figure:
     "The panels as drawn now, as a matplotlib figure (for pages where widgets do not run)."
     keys = list(self.images)
@@ -550,7 +550,7 @@ def compare_viewer(subject: Subject, # the subject: its images, and its labels a
     if 'truth' in predictions: raise ValueError("'truth' is the ground truth's panel; rename that prediction")
     return SliceViewer(subject, {'truth': truth, **predictions}, truth='truth', planes=plane, size=size)
 
-# %% ../nbs/12_viewer.ipynb #cd10616c
+# %% ../nbs/12_viewer.ipynb #edad31e8
 def _stage_labels(stage, classes: np.ndarray) -> np.ndarray:
     "A stage's decisions as MRBrainS18 ids: classes of one label keep it; groups, rest and undecided show nothing."
     lut = np.zeros(stage.n_classes + 1, np.uint8)  # the last entry takes -1 (outside the stage's region)
@@ -588,7 +588,7 @@ def cascade_viewer(subject: Subject, # the subject; its labels, when present, ar
     return SliceViewer(subject, truth + panels, truth='truth' if truth else None, size=size,
                        title=f"subject {subject.id}: the cascade stage by stage")
 
-# %% ../nbs/12_viewer.ipynb #9c972942
+# %% ../nbs/12_viewer.ipynb #66cf648d
 def find_runs(folder, # an experiment output folder, a demo folder, or any folder of prediction folders
              ) -> dict:
     "Run name (its configuration's, else its folder's) -> predictions folder (`<id>/result.nii.gz`), <= 4 levels down."
@@ -661,7 +661,7 @@ class ResultsData:
         if s.labels is None: raise SubjectError(id, 'has no label map (segm.nii.gz) to compare against')
         return s
 
-# %% ../nbs/12_viewer.ipynb #8042a17f
+# %% ../nbs/12_viewer.ipynb #1a0d9a89
 def _error_html(e: Exception) -> str:
     return f"<div class='brainseg-error' style='color:#b00000'>{html.escape(str(e), quote=False)}</div>"
 
@@ -721,7 +721,7 @@ class ResultsBrowser(widgets.VBox):
         if self.viewer is not None: bundle['image/png'] = base64.b64encode(self.viewer.snapshot()).decode()
         return bundle
 
-# %% ../nbs/12_viewer.ipynb #4594eda0
+# %% ../nbs/12_viewer.ipynb #b30d67a5
 def app_notebook(folder, # the results folder to browse
                  data=None, # its ground truth (see `ResultsBrowser`)
                  path=None, # where to write the notebook; default `brainseg-view.ipynb` in a new temporary folder
