@@ -104,7 +104,7 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/12_viewer.ipynb #3f0ffb38
+# %% ../nbs/12_viewer.ipynb #1df36d90
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}  # plane -> the array axis (X, Y, Z) it cuts
 
 def plane_axes(plane: str, # 'axial', 'coronal' or 'sagittal'
@@ -161,7 +161,7 @@ def png(rgb: np.ndarray, # (H, W, 3) uint8
     PIL.Image.fromarray(rgb).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/12_viewer.ipynb #83feed30
+# %% ../nbs/12_viewer.ipynb #8c1bcbc6
 ERRORS = ('correct', 'false positive', 'false negative', 'wrong structure')  # codes 1..4 of `error_map`
 DIFFERENCES = ('only A right', 'only B right', 'both wrong')  # codes 1..3 of `difference_map`
 ERROR_COLOURS = np.array([(0, 0, 0, 0), (0.10, 0.75, 0.10, 0.35), (1.0, 0.15, 0.15, 1), (0.15, 0.45, 1.0, 1),
@@ -213,7 +213,7 @@ def mean_dice(truth: np.ndarray, # ground-truth label map (any shape: a volume o
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float('nan')
 
-# %% ../nbs/12_viewer.ipynb #93f47ffd
+# %% ../nbs/12_viewer.ipynb #21199ff1
 @dataclass
 class Panel:
     "One panel of a viewer: a label map and what is drawn over it."
@@ -258,7 +258,7 @@ def _lines(index: np.ndarray, at) -> list:
 
 CURSOR = np.array([255, 235, 0], np.float32)  # crosshair, region outlines and boxes
 
-# %% ../nbs/12_viewer.ipynb #d3c71abb
+# %% ../nbs/12_viewer.ipynb #ba8a462b
 def _swatch(rgb, text: str) -> str:
     r, g, b = (int(255 * c) for c in rgb[:3])
     return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
@@ -370,7 +370,7 @@ class SliceViewer(widgets.VBox):
         if change['owner'] is self.zoom: self.box = None
         self.refresh()
 
-# %% ../nbs/12_viewer.ipynb #7c9ec545
+# %% ../nbs/12_viewer.ipynb #de8eeb29
 def _window(self, plane: str, # the plane drawn
             panel: Panel|None = None, # a panel with its own `crop`, or None
            ) -> tuple:
@@ -437,6 +437,10 @@ def render(self, panel: Panel, # one of the viewer's panels
         for y in _lines(rows, [self.cursor[r]]): rgb[y, :] = (rgb[y, :] + CURSOR) / 2
     return rgb
 
+SliceViewer._window, SliceViewer._grey_range, SliceViewer._overlay, SliceViewer.render = \
+    _window, _grey_range, _overlay, render
+
+# %% ../nbs/12_viewer.ipynb #e49a8dc2
 def _structure(self): return None if self.structure.value == 'all' else self.structure.value
 
 def subject_dice(self, name: str, # a prediction panel
@@ -494,13 +498,11 @@ def fit_structure(self):
     for s, (a, b) in zip(self.position, self.box): s.value = (a + b) // 2  # each moves the cursor and redraws
     self.refresh()
 
-SliceViewer._window, SliceViewer._grey_range, SliceViewer._overlay, SliceViewer.render = \
-    _window, _grey_range, _overlay, render
 SliceViewer._structure, SliceViewer.subject_dice, SliceViewer.slice_dice, SliceViewer._title = \
     _structure, subject_dice, slice_dice, _title
 SliceViewer.refresh, SliceViewer.fit_structure = refresh, fit_structure
 
-# %% ../nbs/12_viewer.ipynb #f4ff35d6
+# %% ../nbs/12_viewer.ipynb #9eba4416
 def figure(self) -> matplotlib.figure.Figure:
     "The panels as drawn now, as a matplotlib figure (for pages where widgets do not run)."
     keys = list(self.images)
@@ -550,7 +552,7 @@ def compare_viewer(subject: Subject, # the subject: its images, and its labels a
     if 'truth' in predictions: raise ValueError("'truth' is the ground truth's panel; rename that prediction")
     return SliceViewer(subject, {'truth': truth, **predictions}, truth='truth', planes=plane, size=size)
 
-# %% ../nbs/12_viewer.ipynb #edad31e8
+# %% ../nbs/12_viewer.ipynb #ee23e22d
 def _stage_labels(stage, classes: np.ndarray) -> np.ndarray:
     "A stage's decisions as MRBrainS18 ids: classes of one label keep it; groups, rest and undecided show nothing."
     lut = np.zeros(stage.n_classes + 1, np.uint8)  # the last entry takes -1 (outside the stage's region)
@@ -588,7 +590,7 @@ def cascade_viewer(subject: Subject, # the subject; its labels, when present, ar
     return SliceViewer(subject, truth + panels, truth='truth' if truth else None, size=size,
                        title=f"subject {subject.id}: the cascade stage by stage")
 
-# %% ../nbs/12_viewer.ipynb #66cf648d
+# %% ../nbs/12_viewer.ipynb #93c20e0c
 def find_runs(folder, # an experiment output folder, a demo folder, or any folder of prediction folders
              ) -> dict:
     "Run name (its configuration's, else its folder's) -> predictions folder (`<id>/result.nii.gz`), <= 4 levels down."
@@ -661,7 +663,7 @@ class ResultsData:
         if s.labels is None: raise SubjectError(id, 'has no label map (segm.nii.gz) to compare against')
         return s
 
-# %% ../nbs/12_viewer.ipynb #1a0d9a89
+# %% ../nbs/12_viewer.ipynb #63c07fb4
 def _error_html(e: Exception) -> str:
     return f"<div class='brainseg-error' style='color:#b00000'>{html.escape(str(e), quote=False)}</div>"
 
@@ -721,7 +723,7 @@ class ResultsBrowser(widgets.VBox):
         if self.viewer is not None: bundle['image/png'] = base64.b64encode(self.viewer.snapshot()).decode()
         return bundle
 
-# %% ../nbs/12_viewer.ipynb #b30d67a5
+# %% ../nbs/12_viewer.ipynb #6346bc9f
 def app_notebook(folder, # the results folder to browse
                  data=None, # its ground truth (see `ResultsBrowser`)
                  path=None, # where to write the notebook; default `brainseg-view.ipynb` in a new temporary folder
