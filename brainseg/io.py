@@ -15,8 +15,8 @@ from .labels import check_labels
 
 # %% auto #0
 __all__ = ['MODALITIES', 'MRBRAINS_FILES', 'MRBRAINS_LABELS', 'modality_names', 'SubjectError', 'subject_labels', 'Subject',
-           'atomic_path', 'save_nifti', 'read_nifti', 'load_subject', 'save_labels', 'read_mrbrains_subject',
-           'write_mrbrains_subject']
+           'atomic_path', 'save_nifti', 'read_nifti', 'held_orientation', 'load_subject', 'save_labels',
+           'read_mrbrains_subject', 'write_mrbrains_subject']
 
 # %% ../nbs/01_io.ipynb #7f1357f8
 MODALITIES = ('T1', 'IR', 'FLAIR')  # channel order: T1, T1-weighted inversion recovery, T2-FLAIR
@@ -166,6 +166,13 @@ def read_nifti(path, # NIfTI file
     return data, img
 
 # %% ../nbs/01_io.ipynb #758ad72b
+def held_orientation(affine: np.ndarray, # (4, 4) voxel -> world (mm) of an array as stored
+                     shape: tuple, # its shape (X, Y, Z)
+                    ) -> tuple:
+    "(orientation transform, affine) taking a stored array to how subjects are held: the closest canonical RAS+."
+    to_ras = ornt_transform(io_orientation(affine), axcodes2ornt('RAS'))
+    return to_ras, affine @ inv_ornt_aff(to_ras, shape)
+
 def load_subject(images: dict, # modality name -> NIfTI path; channel order follows `MODALITIES`
                  labels=None, # NIfTI label map path (MRBrainS18 ids), or None
                  id=None, # subject id; default: the name of the first image's folder
@@ -194,13 +201,12 @@ def load_subject(images: dict, # modality name -> NIfTI path; channel order foll
             raise SubjectError(id, f"label map affine differs from {ref[0]}'s by up to "
                                f"{np.abs(img.affine - ref[2].affine).max():.4g} mm", labels)
         lab = data
-    disk = io_orientation(ref[2].affine)
-    to_ras = ornt_transform(disk, axcodes2ornt('RAS'))
+    to_ras, affine = held_orientation(ref[2].affine, ref[3])
     canon = lambda a: apply_orientation(a, to_ras) if a is not None else None
-    affine = ref[2].affine @ inv_ornt_aff(to_ras, ref[3])
     paths = {**images, **({'labels': Path(labels)} if labels is not None else {})}
+    disk_ornt = ornt_transform(axcodes2ornt('RAS'), io_orientation(ref[2].affine))
     return Subject(id, {m: canon(a) for m, a in arrays.items()}, affine, labels=canon(lab), paths=paths,
-                   header=ref[2].header.copy(), disk_ornt=ornt_transform(axcodes2ornt('RAS'), disk))
+                   header=ref[2].header.copy(), disk_ornt=disk_ornt)
 
 def save_labels(labels: np.ndarray, # label map (X, Y, Z) on `subject`'s grid, MRBrainS18 ids
                 path, # destination, e.g. `<out>/<id>/result.nii.gz`

@@ -12,9 +12,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import PIL.Image
 import ipywidgets as widgets
-from nibabel.orientations import io_orientation, axcodes2ornt, ornt_transform, apply_orientation, inv_ornt_aff
+from nibabel.orientations import apply_orientation
 from .labels import LABELS, SCORED, IGNORE, BACKGROUND, label, colour_table
-from .io import Subject, SubjectError, subject_labels, read_nifti, read_mrbrains_subject
+from .io import Subject, SubjectError, subject_labels, read_nifti, read_mrbrains_subject, held_orientation
 from .data import natural_key, mrbrains_folders, preprocess, to_network_layout
 from .cascade import Cascade
 from .metrics import dice, MRBRAINS_RESULTS, prediction_path
@@ -104,7 +104,7 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/12_viewer.ipynb #1df36d90
+# %% ../nbs/12_viewer.ipynb #0dca11a5
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}  # plane -> the array axis (X, Y, Z) it cuts
 
 def plane_axes(plane: str, # 'axial', 'coronal' or 'sagittal'
@@ -161,7 +161,7 @@ def png(rgb: np.ndarray, # (H, W, 3) uint8
     PIL.Image.fromarray(rgb).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/12_viewer.ipynb #8c1bcbc6
+# %% ../nbs/12_viewer.ipynb #677a2bb6
 ERRORS = ('correct', 'false positive', 'false negative', 'wrong structure')  # codes 1..4 of `error_map`
 DIFFERENCES = ('only A right', 'only B right', 'both wrong')  # codes 1..3 of `difference_map`
 ERROR_COLOURS = np.array([(0, 0, 0, 0), (0.10, 0.75, 0.10, 0.35), (1.0, 0.15, 0.15, 1), (0.15, 0.45, 1.0, 1),
@@ -213,7 +213,7 @@ def mean_dice(truth: np.ndarray, # ground-truth label map (any shape: a volume o
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float('nan')
 
-# %% ../nbs/12_viewer.ipynb #21199ff1
+# %% ../nbs/12_viewer.ipynb #7bea5735
 @dataclass
 class Panel:
     "One panel of a viewer: a label map and what is drawn over it."
@@ -258,7 +258,7 @@ def _lines(index: np.ndarray, at) -> list:
 
 CURSOR = np.array([255, 235, 0], np.float32)  # crosshair, region outlines and boxes
 
-# %% ../nbs/12_viewer.ipynb #ba8a462b
+# %% ../nbs/12_viewer.ipynb #c1dbed6a
 def _swatch(rgb, text: str) -> str:
     r, g, b = (int(255 * c) for c in rgb[:3])
     return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
@@ -370,7 +370,7 @@ class SliceViewer(widgets.VBox):
         if change['owner'] is self.zoom: self.box = None
         self.refresh()
 
-# %% ../nbs/12_viewer.ipynb #de8eeb29
+# %% ../nbs/12_viewer.ipynb #9a06f42e
 def _window(self, plane: str, # the plane drawn
             panel: Panel|None = None, # a panel with its own `crop`, or None
            ) -> tuple:
@@ -440,7 +440,7 @@ def render(self, panel: Panel, # one of the viewer's panels
 SliceViewer._window, SliceViewer._grey_range, SliceViewer._overlay, SliceViewer.render = \
     _window, _grey_range, _overlay, render
 
-# %% ../nbs/12_viewer.ipynb #e49a8dc2
+# %% ../nbs/12_viewer.ipynb #352c9ffc
 def _structure(self): return None if self.structure.value == 'all' else self.structure.value
 
 def subject_dice(self, name: str, # a prediction panel
@@ -502,7 +502,7 @@ SliceViewer._structure, SliceViewer.subject_dice, SliceViewer.slice_dice, SliceV
     _structure, subject_dice, slice_dice, _title
 SliceViewer.refresh, SliceViewer.fit_structure = refresh, fit_structure
 
-# %% ../nbs/12_viewer.ipynb #9eba4416
+# %% ../nbs/12_viewer.ipynb #1907ab00
 def figure(self) -> matplotlib.figure.Figure:
     "The panels as drawn now, as a matplotlib figure (for pages where widgets do not run)."
     keys = list(self.images)
@@ -552,7 +552,7 @@ def compare_viewer(subject: Subject, # the subject: its images, and its labels a
     if 'truth' in predictions: raise ValueError("'truth' is the ground truth's panel; rename that prediction")
     return SliceViewer(subject, {'truth': truth, **predictions}, truth='truth', planes=plane, size=size)
 
-# %% ../nbs/12_viewer.ipynb #ee23e22d
+# %% ../nbs/12_viewer.ipynb #87b2b8e6
 def _stage_labels(stage, classes: np.ndarray) -> np.ndarray:
     "A stage's decisions as MRBrainS18 ids: classes of one label keep it; groups, rest and undecided show nothing."
     lut = np.zeros(stage.n_classes + 1, np.uint8)  # the last entry takes -1 (outside the stage's region)
@@ -590,7 +590,7 @@ def cascade_viewer(subject: Subject, # the subject; its labels, when present, ar
     return SliceViewer(subject, truth + panels, truth='truth' if truth else None, size=size,
                        title=f"subject {subject.id}: the cascade stage by stage")
 
-# %% ../nbs/12_viewer.ipynb #93c20e0c
+# %% ../nbs/12_viewer.ipynb #b93d2380
 def find_runs(folder, # an experiment output folder, a demo folder, or any folder of prediction folders
              ) -> dict:
     "Run name (its configuration's, else its folder's) -> predictions folder (`<id>/result.nii.gz`), <= 4 levels down."
@@ -613,8 +613,8 @@ def read_prediction(path, # a prediction file (`result.nii.gz`), any orientation
                    ) -> np.ndarray:
     "A predicted label map on the subject's grid; clear errors if its grid, affine or values do not fit."
     data, img = read_nifti(path, subject.id, 'prediction')
-    to_ras = ornt_transform(io_orientation(img.affine), axcodes2ornt('RAS'))
-    data, affine = apply_orientation(data, to_ras), img.affine @ inv_ornt_aff(to_ras, data.shape)
+    to_ras, affine = held_orientation(img.affine, data.shape)
+    data = apply_orientation(data, to_ras)
     if data.shape != subject.shape:
         raise SubjectError(subject.id, f"prediction has shape {data.shape} (as RAS+), the subject's grid is "
                                        f"{subject.shape}", path)
@@ -663,7 +663,7 @@ class ResultsData:
         if s.labels is None: raise SubjectError(id, 'has no label map (segm.nii.gz) to compare against')
         return s
 
-# %% ../nbs/12_viewer.ipynb #63c07fb4
+# %% ../nbs/12_viewer.ipynb #2a1b78e9
 def _error_html(e: Exception) -> str:
     return f"<div class='brainseg-error' style='color:#b00000'>{html.escape(str(e), quote=False)}</div>"
 
@@ -723,7 +723,7 @@ class ResultsBrowser(widgets.VBox):
         if self.viewer is not None: bundle['image/png'] = base64.b64encode(self.viewer.snapshot()).decode()
         return bundle
 
-# %% ../nbs/12_viewer.ipynb #6346bc9f
+# %% ../nbs/12_viewer.ipynb #83c67930
 def app_notebook(folder, # the results folder to browse
                  data=None, # its ground truth (see `ResultsBrowser`)
                  path=None, # where to write the notebook; default `brainseg-view.ipynb` in a new temporary folder
