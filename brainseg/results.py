@@ -14,20 +14,24 @@ from .metrics import to_markdown
 from .experiments import Grid, load_grid
 
 # %% auto #0
-__all__ = ['load_results', 'summary_table', 'format_summary', 'paired_difference', 'verdict', 'claims_table', 'robustness_table',
-           'paper_table', 'dice_figure', 'write_report']
+__all__ = ['finished_runs', 'load_results', 'summary_table', 'format_summary', 'paired_difference', 'verdict', 'claims_table',
+           'robustness_table', 'paper_table', 'dice_figure', 'write_report']
 
 # %% ../nbs/13a_results.ipynb #70238235
+def finished_runs(out, # a grid's output folder: `<out>/<run>/result.json` and `params.json`
+                 ):
+    "(run, result, params) of every finished run, in name order, read from its `result.json` and `params.json`."
+    for path in sorted(Path(out).glob('*/result.json')):
+        yield path.parent.name, json.loads(path.read_text()), json.loads((path.parent / 'params.json').read_text())
+
 def load_results(out, # a grid's output folder: `<out>/<run>/result.json` and `params.json`
                 ) -> pd.DataFrame:
     "Every finished run's scores in one long table: run, config, fold, seed, subject, structure, Dice, HD95, VS."
     rows = []
-    for path in sorted(Path(out).glob('*/result.json')):
-        res, meta = json.loads(path.read_text()), json.loads((path.parent / 'params.json').read_text())
+    for run, res, meta in finished_runs(out):
         p = res['params']
         for s in res['scores']:
-            rows.append({'run': path.parent.name, 'config': meta['config'], 'fold': p['fold'],
-                         'seed': p['config']['seed'], **s})
+            rows.append({'run': run, 'config': meta['config'], 'fold': p['fold'], 'seed': p['config']['seed'], **s})
     cols = ['run', 'config', 'fold', 'seed', 'subject', 'code', 'dice', 'hd95_mm', 'vs']
     return pd.DataFrame(rows, columns=cols).astype({'dice': float, 'hd95_mm': float, 'vs': float})
 
@@ -98,9 +102,8 @@ def robustness_table(out, # a grid's output folder: `<out>/<run>/result.json` an
                     ) -> pd.DataFrame:
     "Mean Dice under attack per configuration, attack and eps (mean ± sd over runs), from the runs' result.json."
     rows = []
-    for path in sorted(Path(out).glob('*/result.json')):
-        res, meta = json.loads(path.read_text()), json.loads((path.parent / 'params.json').read_text())
-        rows += [{'config': meta['config'], 'run': path.parent.name, **r} for r in res.get('robustness') or []]
+    for run, res, meta in finished_runs(out):
+        rows += [{'config': meta['config'], 'run': run, **r} for r in res.get('robustness') or []]
     if not rows: return pd.DataFrame()
     t = pd.DataFrame(rows)
     t = t[(t['attack'] == 'none') | (t['eps'] > 0)]  # an attack of step 0 is the clean image again
