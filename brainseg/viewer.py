@@ -104,7 +104,7 @@ def compare_figure(subject: Subject, # the subject (its first modality is the ba
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
-# %% ../nbs/12_viewer.ipynb #0dca11a5
+# %% ../nbs/12_viewer.ipynb #9d8ab69c
 PLANES = {'sagittal': 0, 'coronal': 1, 'axial': 2}  # plane -> the array axis (X, Y, Z) it cuts
 
 def plane_axes(plane: str, # 'axial', 'coronal' or 'sagittal'
@@ -161,7 +161,7 @@ def png(rgb: np.ndarray, # (H, W, 3) uint8
     PIL.Image.fromarray(rgb).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
-# %% ../nbs/12_viewer.ipynb #677a2bb6
+# %% ../nbs/12_viewer.ipynb #540c2141
 ERRORS = ('correct', 'false positive', 'false negative', 'wrong structure')  # codes 1..4 of `error_map`
 DIFFERENCES = ('only A right', 'only B right', 'both wrong')  # codes 1..3 of `difference_map`
 ERROR_COLOURS = np.array([(0, 0, 0, 0), (0.10, 0.75, 0.10, 0.35), (1.0, 0.15, 0.15, 1), (0.15, 0.45, 1.0, 1),
@@ -213,7 +213,7 @@ def mean_dice(truth: np.ndarray, # ground-truth label map (any shape: a volume o
     values = [v for v in values if not np.isnan(v)]
     return float(np.mean(values)) if values else float('nan')
 
-# %% ../nbs/12_viewer.ipynb #7bea5735
+# %% ../nbs/12_viewer.ipynb #dea5354f
 @dataclass
 class Panel:
     "One panel of a viewer: a label map and what is drawn over it."
@@ -258,7 +258,7 @@ def _lines(index: np.ndarray, at) -> list:
 
 CURSOR = np.array([255, 235, 0], np.float32)  # crosshair, region outlines and boxes
 
-# %% ../nbs/12_viewer.ipynb #c1dbed6a
+# %% ../nbs/12_viewer.ipynb #e5be5ba6
 def _swatch(rgb, text: str) -> str:
     r, g, b = (int(255 * c) for c in rgb[:3])
     return (f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
@@ -370,7 +370,7 @@ class SliceViewer(widgets.VBox):
         if change['owner'] is self.zoom: self.box = None
         self.refresh()
 
-# %% ../nbs/12_viewer.ipynb #9a06f42e
+# %% ../nbs/12_viewer.ipynb #07243f5a
 def _window(self, plane: str, # the plane drawn
             panel: Panel|None = None, # a panel with its own `crop`, or None
            ) -> tuple:
@@ -440,7 +440,7 @@ def render(self, panel: Panel, # one of the viewer's panels
 SliceViewer._window, SliceViewer._grey_range, SliceViewer._overlay, SliceViewer.render = \
     _window, _grey_range, _overlay, render
 
-# %% ../nbs/12_viewer.ipynb #352c9ffc
+# %% ../nbs/12_viewer.ipynb #590184f5
 def _structure(self): return None if self.structure.value == 'all' else self.structure.value
 
 def subject_dice(self, name: str, # a prediction panel
@@ -502,13 +502,14 @@ SliceViewer._structure, SliceViewer.subject_dice, SliceViewer.slice_dice, SliceV
     _structure, subject_dice, slice_dice, _title
 SliceViewer.refresh, SliceViewer.fit_structure = refresh, fit_structure
 
-# %% ../nbs/12_viewer.ipynb #1907ab00
+# %% ../nbs/12_viewer.ipynb #fbad310a
 def figure(self) -> matplotlib.figure.Figure:
     "The panels as drawn now, as a matplotlib figure (for pages where widgets do not run)."
     keys = list(self.images)
-    n_col = len(self._shown_planes())
-    n_row = len(keys) // n_col
-    fig, axs = plt.subplots(n_row, n_col, figsize=(3.2 * n_col, 3.4 * n_row), squeeze=False)
+    n_col = len(self._shown_planes()) if self.planes else min(len(keys), 4)  # a row per panel, or panels in rows of 4
+    n_row = -(-len(keys) // n_col)
+    fig, axs = plt.subplots(n_row, n_col, figsize=(3.2 * n_col, 3.7 * n_row), squeeze=False)
+    for ax in axs.ravel()[len(keys):]: ax.set_axis_off()
     for ax, key in zip(axs.ravel(), keys):
         ax.imshow(self.rendered[key], interpolation='nearest')
         ax.set_title(re.sub(r'<[^>]+>', ' ', self.titles[key].value).replace('&nbsp;', ' '), fontsize=7)
@@ -552,7 +553,7 @@ def compare_viewer(subject: Subject, # the subject: its images, and its labels a
     if 'truth' in predictions: raise ValueError("'truth' is the ground truth's panel; rename that prediction")
     return SliceViewer(subject, {'truth': truth, **predictions}, truth='truth', planes=plane, size=size)
 
-# %% ../nbs/12_viewer.ipynb #87b2b8e6
+# %% ../nbs/12_viewer.ipynb #14a27eb7
 def _stage_labels(stage, classes: np.ndarray) -> np.ndarray:
     "A stage's decisions as MRBrainS18 ids: classes of one label keep it; groups, rest and undecided show nothing."
     lut = np.zeros(stage.n_classes + 1, np.uint8)  # the last entry takes -1 (outside the stage's region)
@@ -590,7 +591,7 @@ def cascade_viewer(subject: Subject, # the subject; its labels, when present, ar
     return SliceViewer(subject, truth + panels, truth='truth' if truth else None, size=size,
                        title=f"subject {subject.id}: the cascade stage by stage")
 
-# %% ../nbs/12_viewer.ipynb #b93d2380
+# %% ../nbs/12_viewer.ipynb #66532b37
 def find_runs(folder, # an experiment output folder, a demo folder, or any folder of prediction folders
              ) -> dict:
     "Run name (its configuration's, else its folder's) -> predictions folder (`<id>/result.nii.gz`), <= 4 levels down."
@@ -663,7 +664,7 @@ class ResultsData:
         if s.labels is None: raise SubjectError(id, 'has no label map (segm.nii.gz) to compare against')
         return s
 
-# %% ../nbs/12_viewer.ipynb #2a1b78e9
+# %% ../nbs/12_viewer.ipynb #6c01a4a6
 def _error_html(e: Exception) -> str:
     return f"<div class='brainseg-error' style='color:#b00000'>{html.escape(str(e), quote=False)}</div>"
 
@@ -723,7 +724,7 @@ class ResultsBrowser(widgets.VBox):
         if self.viewer is not None: bundle['image/png'] = base64.b64encode(self.viewer.snapshot()).decode()
         return bundle
 
-# %% ../nbs/12_viewer.ipynb #83c67930
+# %% ../nbs/12_viewer.ipynb #75986d5c
 def app_notebook(folder, # the results folder to browse
                  data=None, # its ground truth (see `ResultsBrowser`)
                  path=None, # where to write the notebook; default `brainseg-view.ipynb` in a new temporary folder
