@@ -93,3 +93,22 @@ def test_site_in_chromium(site, tmp_path):
     assert not errors, errors
     assert not outside, f"requests that left 127.0.0.1: {outside}"
     assert len(checked) > 20, f"only {len(checked)} internal pages linked"
+
+
+def test_a_broken_link_fails_the_build(tmp_path):
+    "A link to a page or symbol the site lacks stops tools/docs.py; one MyST cannot resolve stops sphinx-build -W."
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import docs
+    site = 'https://brainseg.github.io/brainseg/'
+    targets = {('viewer', 'Panel'): 'p'}
+    link = docs.resolve_links(f'[`Panel`]({site}viewer.html#panel)', 'tutorials/x', {'viewer'}, targets)
+    assert link == '[`Panel`](#p)'
+    with pytest.raises(RuntimeError, match="no symbol 'nope' on page 'viewer'"):
+        docs.resolve_links(f'[`nope`]({site}viewer.html#nope)', 'index', {'viewer'}, targets)
+    with pytest.raises(RuntimeError, match="no page 'tutorials/gone' in the site"):
+        docs.resolve_links('[gone](gone.html)', 'tutorials/x', {'viewer'}, {})
+    (tmp_path / 'src').mkdir()
+    (tmp_path / 'src' / 'index.md').write_text('# Home\n\nsee [the viewer](#viewer-nope)\n')
+    run = subprocess.run([sys.executable, '-m', 'sphinx', '-W', '-q', '-c', str(ROOT / 'docs'), str(tmp_path / 'src'),
+                          str(tmp_path / 'html')], capture_output=True, text=True)
+    assert run.returncode != 0 and "cross-reference target not found: 'viewer-nope'" in run.stderr, run.stderr

@@ -75,7 +75,9 @@ def execute_all(workers: int = 2):
     with ProcessPoolExecutor(workers) as pool:
         for line in pool.map(execute, keys, keys.values()): print(line, flush=True)
     for p in EXECUTED.rglob('*.ipynb'):  # notebooks since removed from nbs/
-        if p.relative_to(EXECUTED) not in keys: p.unlink()
+        if p.relative_to(EXECUTED) not in keys:
+            p.unlink()
+            p.with_suffix('.key').unlink(missing_ok=True)
 
 
 def nbdev_process():
