@@ -3,7 +3,7 @@
 Needs /usr/bin/chromium (Debian package `chromium`; `.ci/run` installs it). Without it the test is skipped, unless
 BRAINSEG_REQUIRE_BROWSER=1 (as in CI), where it fails. Screenshots go to test-output/browser/ (or
 $BRAINSEG_TEST_OUTPUT/browser/)."""
-import json, os, re, shutil, subprocess, sys, time, urllib.request
+import json, os, re, shutil, subprocess, sys, time, urllib.parse, urllib.request
 from pathlib import Path
 import numpy as np
 import pytest
@@ -50,23 +50,32 @@ def app(tmp_path_factory):
     proc.terminate()
     proc.wait(10)
 
+def open_chromium(p, profile, width: int, height: int):
+    """Debian's Chromium with a fresh profile and one page: (browser, page, errors, outside). Console errors (and
+    ipywidgets' "Failed to load model class") go to `errors`; a request not to 127.0.0.1 is aborted and listed in
+    `outside`."""
+    errors, outside = [], []
+    browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=FLAGS,
+                                                   viewport={'width': width, 'height': height})
+    def route(r):
+        url = urllib.parse.urlsplit(r.request.url)
+        if url.hostname == '127.0.0.1' or url.scheme in ('data', 'blob'): return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+    browser.route('**/*', route)
+    page = browser.new_page()
+    page.on('console', lambda m: errors.append(f'{page.url}: {m.text}') if m.type == 'error'
+            or 'Failed to load model class' in m.text else None)
+    page.on('pageerror', lambda e: errors.append(f'{page.url}: {e}'))
+    return browser, page, errors, outside
+
+
 def test_viewer_in_chromium(app, tmp_path):
     from playwright.sync_api import sync_playwright
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    errors, outside = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(tmp_path / 'profile', executable_path=CHROMIUM, args=FLAGS,
-                                                       viewport={'width': 1500, 'height': 1100})  # a fresh profile
-        page = browser.new_page()
-        page.on('console', lambda m: errors.append(m.text) if m.type == 'error' or 'Failed to load model class'
-                in m.text else None)
-        page.on('pageerror', lambda e: errors.append(str(e)))
-        def route(r):
-            if r.request.url.startswith(('http://127.0.0.1', 'ws://127.0.0.1', 'data:', 'blob:')): return r.continue_()
-            outside.append(r.request.url)
-            return r.abort()
-        page.route('**/*', route)
+        browser, page, errors, outside = open_chromium(p, tmp_path / 'profile', 1500, 1100)
         page.goto(app)
         image = page.locator('.brainseg-viewer img.brainseg-image').nth(1)  # the first prediction panel
         image.wait_for(timeout=120_000)

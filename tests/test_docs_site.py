@@ -6,7 +6,7 @@ import re, shutil, subprocess, sys, time, urllib.error, urllib.parse, urllib.req
 from pathlib import Path
 import pytest
 from brainseg.viewer import free_port
-from test_browser import CHROMIUM, FLAGS, OUT as BROWSER_OUT
+from test_browser import OUT as BROWSER_OUT, open_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / '_docs'
@@ -45,18 +45,8 @@ def test_site_in_chromium(site, tmp_path):
     from playwright.sync_api import sync_playwright
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    errors, outside = [], []
     with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(tmp_path / 'profile', executable_path=CHROMIUM, args=FLAGS,
-                                                       viewport={'width': 1400, 'height': 1000})
-        def route(r):
-            if urllib.parse.urlsplit(r.request.url).hostname == '127.0.0.1': return r.continue_()
-            outside.append(r.request.url)
-            r.abort()
-        browser.route('**/*', route)
-        page = browser.new_page()
-        page.on('console', lambda m: m.type == 'error' and errors.append(f'{page.url}: {m.text}'))
-        page.on('pageerror', lambda e: errors.append(f'{page.url}: {e}'))
+        browser, page, errors, outside = open_chromium(p, tmp_path / 'profile', 1400, 1000)
         checked = {}
         for name, path in PAGES.items():
             page.goto(site + path, wait_until='load')
