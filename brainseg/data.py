@@ -14,9 +14,10 @@ from .io import Subject, SubjectError, MRBRAINS_FILES, MRBRAINS_LABELS, modality
 from .io import load_subject, read_mrbrains_subject, atomic_path
 
 # %% auto #0
-__all__ = ['DatasetError', 'natural_key', 'mrbrains_folders', 'mrbrains_dataset', 'read_manifest', 'manifest_dataset',
-           'load_dataset', 'to_network_layout', 'to_subject_layout', 'zscore', 'Crop', 'foreground_crop',
-           'Preprocessed', 'preprocess', 'Fold', 'kfold', 'leave_one_out', 'check_folds', 'save_folds', 'load_folds']
+__all__ = ['NORMALIZATIONS', 'DatasetError', 'natural_key', 'mrbrains_folders', 'mrbrains_dataset', 'read_manifest',
+           'manifest_dataset', 'load_dataset', 'to_network_layout', 'to_subject_layout', 'zscore', 'percentile_scale',
+           'Crop', 'foreground_crop', 'Preprocessed', 'preprocess', 'Fold', 'kfold', 'leave_one_out', 'check_folds',
+           'save_folds', 'load_folds']
 
 # %% ../nbs/04_data.ipynb #34041e3a
 class DatasetError(ValueError):
@@ -162,6 +163,27 @@ def zscore(subject: Subject, # subject whose images (X, Y, Z) to normalize
         stats[m] = (mean, std)
     return out, stats
 
+# %% ../nbs/04_data.ipynb #85cf1169
+NORMALIZATIONS = ('zscore', 'percentile')  # how `preprocess` scales intensities
+
+def percentile_scale(images: np.ndarray, # intensities (C, ...), one channel per modality, any units
+                     q: float = 99.0, # percentile of each channel's foreground that becomes 1
+                     fraction: float = 0.1, # foreground: voxels above this fraction of the q-th percentile of positives
+                    ) -> tuple:
+    "Images (C, ...) float32 scaled per channel so the q-th percentile of its foreground is 1, and [(offset, scale)]."
+    images = np.asarray(images)
+    out, stats = np.empty(images.shape, np.float32), []
+    for c, ch in enumerate(images):
+        offset = min(0.0, float(np.percentile(ch, 0.5)))  # MR magnitude: 0; shifted data: its near-minimum
+        x = np.clip(ch - offset, 0, None)
+        positive = x[x > 0]
+        if positive.size == 0: raise ValueError(f"channel {c} of shape {ch.shape} has no positive voxel to scale by")
+        fg = positive[positive > fraction * np.percentile(positive, q)]
+        scale = float(np.percentile(fg, q))
+        out[c] = x / scale
+        stats.append((offset, scale))
+    return out, stats
+
 # %% ../nbs/04_data.ipynb #0103618c
 @dataclass(frozen=True)
 class Crop:
@@ -228,7 +250,7 @@ class Preprocessed:
     labels: np.ndarray|None  # uint8 (X', Y', Z') MRBrainS18 ids (padding: background 0), or None
     modalities: tuple  # channel names, in order
     crop: Crop  # where the grid lies on the subject's
-    stats: dict  # modality -> (mean, std) of its non-zero voxels before z-scoring
+    stats: dict  # modality -> (offset, scale): the image is (raw - offset) / scale
     spacing: tuple  # voxel size (mm) along X, Y, Z
 
     def invert(self, pred, # label map or maps (..., C, ...) on this grid, in `layout`
@@ -249,9 +271,16 @@ def preprocess(subject: Subject, # images (X, Y, Z) and, if any, labels to crop 
                modalities=None, # channels, in order; default: all of the subject's
                margin=(8, 8, 2), # foreground box margin (voxels) along X, Y, Z
                multiple=(16, 16, 1), # pad X, Y, Z to multiples of these
+               normalize: str = 'zscore', # 'zscore' (over non-zero voxels) or 'percentile' (`percentile_scale`)
               ) -> Preprocessed:
-    "Z-score each modality over its non-zero voxels, crop to the foreground box with a margin, pad to multiples."
-    image, stats = zscore(subject, modalities)
+    "Normalize each modality (`zscore` or `percentile_scale`), crop to the foreground box with a margin, pad."
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, found {normalize!r}")
+    if normalize == 'zscore': image, stats = zscore(subject, modalities)
+    else:
+        names = modality_names(modalities) if modalities is not None else subject.modalities
+        image, scales = percentile_scale(subject.stack(names))
+        stats = dict(zip(names, scales))
     fg = np.any([subject.images[m] != 0 for m in stats], axis=0)
     if subject.labels is not None: fg |= subject.labels > 0
     crop = foreground_crop(fg, margin, multiple)

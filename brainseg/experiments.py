@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 import brainseg
 from .io import atomic_path
+from .phantom import FOV_MM
 from .data import load_dataset, kfold, save_folds, preprocess
 from .train import (TrainConfig, CHECKPOINT_FORMAT, train, train_cascade, load_model, pick_device, make_dataset,
                             pad_collate)
@@ -165,7 +166,7 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
                   ) -> list:
     "Mean Dice of the held-out subjects under FGSM and PGD attacks over `eps_grid`: rows {'attack', 'eps', 'dice'}."
     model, cfg = load_model(model_path, pick_device(device))
-    ds = make_dataset(cfg, [preprocess(s, cfg.modalities) for s in subjects], train=False,
+    ds = make_dataset(cfg, [preprocess(s, cfg.modalities, normalize=cfg.normalize) for s in subjects], train=False,
                       geometry=model_geometry(model))
     chosen = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int)).tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chosen), batch_size=batch_size,
@@ -177,11 +178,11 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
 # %% ../nbs/13_experiments.ipynb #db705110
 WEIGHTS = Path(brainseg.__file__).resolve().parent / 'weights'  # shipped models: `<name>.pt` beside `<name>.json`
 
-def pretrained_path(name: str, # a file path, or a shipped model's name (e.g. 'demo/unet')
+def pretrained_path(name, # a file path, or a shipped model's name: 'pretrained:t1' or 'demo/unet'
                    ) -> Path:
-    "A saved model: a file path, or the name of a model shipped with brainseg (e.g. 'demo/unet')."
+    "A saved model: a file path, or the name of a model shipped with brainseg ('pretrained:t1', 'demo/unet')."
     if Path(name).is_file(): return Path(name)
-    path = WEIGHTS / f"{name}.pt"
+    path = WEIGHTS / f"{str(name).replace(':', '/')}.pt"
     if not path.is_file():
         shipped = sorted(str(p.relative_to(WEIGHTS).with_suffix('')) for p in WEIGHTS.glob('**/*.pt'))
         raise FileNotFoundError(f"pretrained model {name!r}: no such file, and no shipped model of that name; "
@@ -292,6 +293,8 @@ _TABLE1 = {
 }
 _DEMO_DATA = dict(data='template:12', size='120x120x48', val_ids='template10,template11',
                   modalities=['T1', 'IR', 'FLAIR'])
+_REAL_SCANS = dict(model='unet', class_head=False, normalize='percentile', batch_size=8, epochs=10,  # real scans
+                   iters_per_epoch=300, spacing=[f / n for f, n in zip(FOV_MM, (120, 120, 48))])
 PAPER_TABLE1 = {'base': 81.89, 'base_class': 82.44, 'defense_0.05': 82.42, 'defense_0.1': 82.71, 'defense_0.2': 82.31,
                 'proposed': 83.12, 'unet': 81.95, 'vnet': 81.88}  # mean Dice %, Ren et al. 2019, Table 1
 
@@ -314,6 +317,11 @@ GRIDS = {
         'vnet': dict(model='vnet', class_head=False, features=8, batch_size=2, epochs=12, iters_per_epoch=130,
                      norm='batch')},
         base=_DEMO_DATA),
+    'pretrained': Grid('pretrained', {
+        't1': dict(modalities=['T1'], randomize=True),
+        't1_plain': dict(modalities=['T1'], randomize=False),  # the same without randomization, for comparison
+        'multi': dict(modalities=['T1', 'IR', 'FLAIR'], randomize=True)},
+        base={**_DEMO_DATA, **_REAL_SCANS}, reference='t1_plain', claims=[['t1', 't1_plain']]),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4),
                             'base': dict(model='base', features=4, class_head=True, eps=0.1)},
                   axes={'fold': [0, 1]},
@@ -487,6 +495,11 @@ def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` a
     else: keep = {'config': payload['config'], 'model': half(payload['model'])}  # no optimizer state
     path = save_torch_file(dest / f"{name}.pt", fmt, keep)
     scores = pd.DataFrame(res['scores'])
+    p = res['params']  # the shipped (float16) file scored again on the same held-out subjects
+    held_out = [s for s in subjects_from(p['data'], p['size'], p['data_seed'], p['config']['modalities'])
+                if s.id in res['subjects']['test']]
+    model, modalities = load_predictor(path)
+    shipped = score_run(held_out, {s.id: predict_subject(model, s, modalities) for s in held_out})
     write_json(dest / f"{name}.json", {
         'name': name, 'trained_by': command, 'run': run_folder.name,
         'params': {**res['params'], 'out': run_folder.name},
@@ -494,6 +507,8 @@ def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` a
         'held_out': {'mean_dice': res['mean_dice'],
                      'dice': scores.groupby('code', sort=False)['dice'].mean().round(4).to_dict(),
                      'hd95_mm': scores.groupby('code', sort=False)['hd95_mm'].mean().round(2).to_dict()},
+        'shipped_scores': {'mean_dice': float(shipped.groupby('subject', sort=False)['dice'].mean().mean()),
+                           'dice': shipped.groupby('code', sort=False)['dice'].mean().round(4).to_dict()},
         'weights': {'dtype': 'float16', 'megabytes': round(path.stat().st_size / 2**20, 2)},
         'versions': res['versions'], 'timings_s': res['timings_s']})
     return path

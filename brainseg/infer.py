@@ -4,10 +4,13 @@
 
 # %% ../nbs/11_infer.ipynb #a1b92bdb
 from __future__ import annotations
+import itertools, warnings
 from pathlib import Path
 import numpy as np
+import nibabel as nib
 import torch.nn as nn
-from .io import Subject, save_labels, read_mrbrains_subject, SubjectError
+from scipy import ndimage
+from .io import Subject, save_labels, read_mrbrains_subject, load_subject, SubjectError
 from .data import preprocess, to_network_layout
 from .models import load_torch_file
 from .cascade import Cascade, cascade_from_payload, CASCADE_FORMAT
@@ -15,10 +18,57 @@ from .predict import predict_volume
 from .train import model_from_checkpoint, CHECKPOINT_FORMAT, pick_device
 
 # %% auto #0
-__all__ = ['predict_subject', 'write_result', 'load_predictor', 'predict_folders']
+__all__ = ['MIN_FOV_MM', 'BRAIN_ML', 'model_grid', 'resample', 'check_field_of_view', 'predict_subject', 'write_result',
+           'load_predictor', 'read_input', 'predict_folders']
+
+# %% ../nbs/11_infer.ipynb #8d7c6339
+MIN_FOV_MM = 64.0  # a whole brain is at least this long along every axis
+BRAIN_ML = (400.0, 2500.0)  # predicted intracranial structures outside this range (ml): probably not a brain scan
+
+def model_grid(subject: Subject, # any grid: orientation, voxel size, field of view
+               spacing, # the model's voxel size (mm) along X, Y, Z
+              ) -> tuple:
+    "(affine, shape) of the axis-aligned RAS+ grid with voxel size `spacing` covering the subject's field of view."
+    corners = np.array(list(itertools.product(*[(-0.5, n - 0.5) for n in subject.shape])))
+    world = nib.affines.apply_affine(subject.affine, corners)
+    lo, hi, spacing = world.min(0), world.max(0), np.asarray(spacing, float)
+    shape = np.maximum(np.ceil((hi - lo) / spacing - 1e-3).astype(int), 1)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = (lo + hi) / 2 - (shape - 1) / 2 * spacing  # centred on the field of view
+    return affine, tuple(int(n) for n in shape)
+
+def resample(arrays: np.ndarray, # (C, X, Y, Z) on the grid of `affine`
+             affine: np.ndarray, # (4, 4) voxel -> world (mm) of `arrays`
+             to_affine: np.ndarray, # (4, 4) voxel -> world of the grid to sample
+             to_shape: tuple, # (X, Y, Z) of that grid
+             mode: str = 'constant', # beyond the input: 'constant' (0) for images, 'nearest' for probabilities
+            ) -> np.ndarray:
+    "Arrays (C, X', Y', Z') float32: `arrays` sampled on another grid, linearly."
+    m = np.linalg.inv(affine) @ to_affine
+    return np.stack([ndimage.affine_transform(np.asarray(a, np.float32), m[:3, :3], m[:3, 3], output_shape=to_shape,
+                                              order=1, mode=mode) for a in arrays])
+
+def check_field_of_view(subject: Subject, # the input
+                        min_mm: float = MIN_FOV_MM, # shortest extent accepted along any axis
+                       ):
+    "Refuse an input that cannot hold a whole brain (a 2D image, a thin slab), naming its size."
+    extent = np.array(subject.shape) * np.array(subject.spacing)
+    if extent.min() < min_mm:
+        raise SubjectError(subject.id, f"field of view {' x '.join(f'{e:.0f}' for e in extent)} mm "
+                           f"(shape {subject.shape}): a model for real scans needs a whole brain, at least "
+                           f"{min_mm:.0f} mm along every axis (is this a 2D image or a thin slab?)",
+                           subject.paths.get('T1'))
 
 # %% ../nbs/11_infer.ipynb #909088ac
 def _mirror(a, axis=-1): return np.flip(np.asarray(a), axis).copy()
+
+def _check_brain_volume(subject: Subject, labels: np.ndarray):
+    "Warn when the intracranial structures found are far from a brain's volume: the input is probably not one."
+    ml = float(np.count_nonzero((labels > 0) & (labels <= 8))) * float(np.prod(subject.spacing)) / 1000
+    if not BRAIN_ML[0] <= ml <= BRAIN_ML[1]:
+        warnings.warn(f"subject {subject.id!r}: the model found {ml:.0f} ml of brain structures, where a human brain "
+                      f"holds about 1000-1800 ml; is this a T1-weighted brain MR with the whole head in view? "
+                      f"({subject.paths.get('T1', 'input')})")
 
 def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval mode
                     subject: Subject, # images (labels not needed)
@@ -28,7 +78,20 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
                     batch_size: int = 8, # slices, slabs or volumes per forward pass
                    ) -> np.ndarray|tuple:
     "Label map (X, Y, Z) uint8 with MRBrainS18 ids on the subject's grid [, probabilities (n_classes, X, Y, Z)]."
-    p = preprocess(subject, modalities)
+    spacing = getattr(model, 'spacing', ())
+    if spacing:  # a model for real scans: its own grid and back
+        check_field_of_view(subject)
+        affine, shape = model_grid(subject, spacing)
+        if shape != subject.shape or not np.allclose(affine, subject.affine, atol=1e-3):
+            names = modalities or subject.modalities
+            moved = resample(subject.stack(names), subject.affine, affine, shape)
+            prob = predict_subject(model, Subject(subject.id, dict(zip(names, moved)), affine), names, tta=tta,
+                                   probabilities=True, batch_size=batch_size)[1]
+            prob = resample(prob, affine, subject.affine, subject.shape, mode='nearest')
+            labels = prob.argmax(0).astype(np.uint8)
+            _check_brain_volume(subject, labels)
+            return (labels, prob) if probabilities else labels
+    p = preprocess(subject, modalities, normalize=getattr(model, 'normalize', 'zscore'))
     image = to_network_layout(p.image)  # (C, Z, Y, X)
     if isinstance(model, Cascade):
         if tta or probabilities:
@@ -39,6 +102,7 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
     prob = np.asarray(predict_volume(model, image, batch_size=batch_size))
     if tta: prob = (prob + _mirror(predict_volume(model, _mirror(image), batch_size=batch_size))) / 2
     labels = p.invert(prob.argmax(0).astype(np.uint8), layout='network')
+    if spacing: _check_brain_volume(subject, labels)
     return (labels, p.invert(prob.astype(np.float32), layout='network')) if probabilities else labels
 
 def write_result(labels: np.ndarray, # label map (X, Y, Z) on `subject`'s grid, MRBrainS18 ids
@@ -60,8 +124,27 @@ def load_predictor(path, # a training checkpoint (`best.pt` / `last.pt`) or a sa
     model, cfg = model_from_checkpoint(payload, f"checkpoint '{path}'", device)
     return model, cfg.modalities
 
+def _nifti_id(path: Path) -> str|None:
+    "The subject id of a NIfTI file given as input (its name without .nii / .nii.gz), or None for a folder."
+    name = path.name
+    for suffix in ('.nii.gz', '.nii'):
+        if name.endswith(suffix) and path.is_file(): return name[:-len(suffix)]
+    return None
+
+def read_input(path, # an MRBrainS18 subject folder (`<id>/pre/...`), or one NIfTI image for a one-modality model
+               modalities: tuple, # the model's channels
+              ) -> Subject:
+    "The subject a prediction input holds: a subject folder, or a NIfTI file read as the model's one modality."
+    path = Path(path)
+    id = _nifti_id(path)
+    if id is None: return read_mrbrains_subject(path, modalities=modalities, labels=False)
+    if len(modalities) != 1:
+        raise SubjectError(id, f"one NIfTI file gives one image, but the model needs {list(modalities)}: "
+                               "pass a subject folder (<id>/pre/...) holding them", path)
+    return load_subject({modalities[0]: path}, id=id)
+
 def predict_folders(checkpoint, # a `best.pt` / `last.pt` or a saved cascade
-                    folders, # MRBrainS18 subject folders (`<id>/pre/...`)
+                    folders, # MRBrainS18 subject folders (`<id>/pre/...`), or NIfTI files for a one-modality model
                     out, # results go to `<out>/<id>/result.nii.gz`
                     tta: bool = False, # average with the left-right mirrored prediction (single networks only)
                     device: str = 'auto', # 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'
@@ -71,7 +154,7 @@ def predict_folders(checkpoint, # a `best.pt` / `last.pt` or a saved cascade
     "Predict every subject folder and write its result; all inputs are read and checked before anything is written."
     dev = pick_device(device)
     model, modalities = load_predictor(checkpoint, dev)
-    subjects = [read_mrbrains_subject(f, modalities=modalities, labels=False) for f in folders]
+    subjects = [read_input(f, modalities) for f in folders]
     ids = [s.id for s in subjects]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise SubjectError(dup[0], "two input folders have the same subject id; results would overwrite each other")

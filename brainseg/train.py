@@ -15,9 +15,10 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from .labels import N_CLASSES, SCORED, IGNORE_INDEX, COARSE_TO_FINE, training_target
 from .io import MODALITIES, atomic_path, modality_names
-from .data import preprocess, to_network_layout
+from .data import preprocess, to_network_layout, NORMALIZATIONS
 from .config import Config, setting
 from .samples import SlabDataset, SliceDataset, PatchDataset, Augment, class_aware_weights
+from .randomize import Randomize
 from .losses import JointLoss, dice_scores
 from .models import (MODELS, NORMS, make_model, model_spec, model_geometry, save_torch_file, load_torch_file,
                              WeightsFileError)
@@ -58,6 +59,14 @@ class TrainConfig(Config):
     weight_decay: float = setting(0.0, "Adam weight decay")
     class_aware: bool = setting(True, "draw slices / slabs favouring rare structures")
     augment: bool = setting(True, "flips, small rotations and zooms, intensity changes")
+    randomize: bool = setting(False, "domain randomization (`randomize.Randomize`: contrast drawn per structure, "
+                              "artefacts, head kept / partly removed / stripped) instead of `augment`; needs "
+                              "normalize 'percentile'")
+    normalize: str = setting('zscore', "intensity normalization at training and prediction: 'zscore' (over non-zero "
+                             "voxels) or 'percentile' (robust foreground, heads and stripped brains alike)",
+                             choices=NORMALIZATIONS)
+    spacing: tuple = setting((), "voxel size (mm, X Y Z) the network works at: training subjects must have it, and "
+                             "prediction resamples inputs to it and back; () = inputs are used on their own grid")
     checkpoint_every: int = setting(0, "steps between mid-epoch checkpoints; 0 = at the end of each epoch only")
     seed: int = setting(0, "seeds weights, sampling, augmentation and FGSM choices")
     device: str = setting('auto', "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
@@ -77,6 +86,12 @@ class TrainConfig(Config):
             raise ValueError(f"adv_fraction must lie in [0, 1], found {self.adv_fraction}")
         if self.eps < 0 or self.lr <= 0:
             raise ValueError(f"need eps >= 0 and lr > 0, found eps={self.eps}, lr={self.lr}")
+        if self.randomize and self.normalize != 'percentile':
+            raise ValueError(f"randomize needs normalize='percentile' (what it scales its images by), "
+                             f"found normalize={self.normalize!r}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        if self.spacing and (len(self.spacing) != 3 or min(self.spacing) <= 0):
+            raise ValueError(f"spacing must be () or 3 positive voxel sizes (mm), found {self.spacing}")
 
 # %% ../nbs/10_train.ipynb #39047035
 def model_kwargs(cfg: TrainConfig, # the run's config
@@ -95,7 +110,9 @@ def build_model(cfg: TrainConfig, # the run's config
                ) -> nn.Module:
     "The network a config asks for, its weights seeded by `cfg.seed`."
     torch.manual_seed(cfg.seed)
-    return make_model(cfg.model, **model_kwargs(cfg, n_classes, n_rois))
+    model = make_model(cfg.model, **model_kwargs(cfg, n_classes, n_rois))
+    model.normalize, model.spacing = cfg.normalize, cfg.spacing  # what its inputs must be: prediction reads them
+    return model
 
 def make_dataset(cfg: TrainConfig, # the run's config: network, slab, patch, crop, augment, seed
                  items: list, # `Preprocessed` subjects with labels
@@ -104,7 +121,8 @@ def make_dataset(cfg: TrainConfig, # the run's config: network, slab, patch, cro
                  **kwargs, # passed to the dataset, e.g. `target_fn` and `roi_classes` of a cascade stage
                 ):
     "Slabs, slices or patches of preprocessed subjects, as the network's geometry needs."
-    aug, crop = (Augment() if cfg.augment else None, cfg.crop) if train else (None, 0)
+    aug = Randomize() if cfg.randomize else Augment() if cfg.augment else None
+    aug, crop = (aug, cfg.crop) if train else (None, 0)
     g = geometry or model_geometry(make_model(cfg.model, **model_kwargs(cfg)))
     if g['kind'] == 'slab':  # the targets are the slices the network outputs
         return SlabDataset(items, k=cfg.slab, margin=g['slices_lost'] // 2, augment=aug, seed=cfg.seed, crop=crop,
@@ -444,12 +462,17 @@ def train(cfg: TrainConfig|dict, # the run's settings (a dict is read with `Trai
     "Train the configured network on subjects; checkpoints and history go to `out`."
     cfg = TrainConfig.from_dict(cfg)
     if not train_subjects: raise ValueError("no training subjects given")
-    items = [preprocess(s, cfg.modalities) for s in train_subjects]
+    if cfg.spacing:
+        for s in list(train_subjects) + list(val_subjects):
+            if not np.allclose(s.spacing, cfg.spacing, rtol=0.02):
+                raise ValueError(f"subject {s.id!r} has voxel size {tuple(round(v, 3) for v in s.spacing)} mm; "
+                                 f"the config's spacing is {cfg.spacing}: resample it or change spacing")
+    items = [preprocess(s, cfg.modalities, normalize=cfg.normalize) for s in train_subjects]
     model = build_model(cfg)
     ds = make_dataset(cfg, items, geometry=model_geometry(model))
     weights = class_aware_weights(ds.presence) if cfg.class_aware and hasattr(ds, 'presence') else None
     val = [(p.id, to_network_layout(p.image), to_network_layout(training_target(p.labels)))
-           for p in (preprocess(s, cfg.modalities) for s in val_subjects)]
+           for p in (preprocess(s, cfg.modalities, normalize=cfg.normalize) for s in val_subjects)]
     return fit(model, ds, val, cfg, out, weights=weights, resume=resume, log=log, progress=progress)
 
 # %% ../nbs/10_train.ipynb #2a4ebf20
@@ -489,6 +512,10 @@ def train_cascade(cfg: TrainConfig|dict, # the run's settings, for every stage
     cfg = TrainConfig.from_dict(cfg)
     if not train_subjects: raise ValueError("no training subjects given")
     out = Path(out)
+    if cfg.normalize != 'zscore' or cfg.spacing or cfg.randomize:
+        raise ValueError("a cascade is trained and predicted with z-scored inputs on their own grid: use "
+                         f"normalize='zscore', spacing=() and randomize=False (found {cfg.normalize!r}, "
+                         f"{cfg.spacing}, {cfg.randomize})")
     items = [preprocess(s, cfg.modalities) for s in train_subjects]
     val_items = [preprocess(s, cfg.modalities) for s in val_subjects]
     torch.manual_seed(cfg.seed)
