@@ -87,9 +87,8 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
             moved = resample(subject.stack(names), subject.affine, affine, shape)
             prob = predict_subject(model, Subject(subject.id, dict(zip(names, moved)), affine), names, tta=tta,
                                    probabilities=True, batch_size=batch_size)[1]
-            prob = resample(prob, affine, subject.affine, subject.shape, mode='nearest')
+            prob = resample(prob, affine, subject.affine, subject.shape, mode='nearest')  # (the call above warned)
             labels = prob.argmax(0).astype(np.uint8)
-            _check_brain_volume(subject, labels)
             return (labels, prob) if probabilities else labels
     p = preprocess(subject, modalities, normalize=getattr(model, 'normalize', 'zscore'))
     image = to_network_layout(p.image)  # (C, Z, Y, X)
