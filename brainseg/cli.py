@@ -62,8 +62,9 @@ def _subject_folders(paths) -> list:
 
 def cmd_predict(args, # parsed `brainseg predict` arguments
                ):
-    predict_folders(pretrained_path(args.model), _subject_folders(args.subjects), args.out, tta=args.tta,
-                    device=args.device, batch_size=args.batch_size)
+    inputs = _subject_folders(args.subjects)
+    predict_folders(pretrained_path(args.model), inputs, args.out, tta=args.tta, device=args.device,
+                    batch_size=args.batch_size)
 
 def evaluate_tables(truth, # folder of <id>/segm.nii.gz
                     pred, # folder of <id>/result.nii.gz

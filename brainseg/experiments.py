@@ -184,9 +184,9 @@ def pretrained_path(name, # a file path, or a shipped model's name: 'pretrained:
     if Path(name).is_file(): return Path(name)
     path = WEIGHTS / f"{str(name).replace(':', '/')}.pt"
     if not path.is_file():
-        shipped = sorted(str(p.relative_to(WEIGHTS).with_suffix('')) for p in WEIGHTS.glob('**/*.pt'))
-        raise FileNotFoundError(f"pretrained model {name!r}: no such file, and no shipped model of that name; "
-                                f"shipped: {shipped}")
+        shipped = sorted(str(p.relative_to(WEIGHTS).with_suffix('')).replace('/', ':') for p in WEIGHTS.glob('**/*.pt'))
+        raise FileNotFoundError(f"model '{name}' not found: no such file, and no shipped model of that name "
+                                f"(shipped: {', '.join(shipped)})")
     return path
 
 def _model_card(path) -> dict:
@@ -320,6 +320,7 @@ GRIDS = {
     'pretrained': Grid('pretrained', {
         't1': dict(modalities=['T1'], randomize=True),
         't1_plain': dict(modalities=['T1'], randomize=False),  # the same without randomization, for comparison
+        't1_half': dict(modalities=['T1'], randomize=True, synth_fraction=0.5),  # half synthesized, half real
         'multi': dict(modalities=['T1', 'IR', 'FLAIR'], randomize=True)},
         base={**_DEMO_DATA, **_REAL_SCANS}, reference='t1_plain', claims=[['t1', 't1_plain']]),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4),

@@ -62,6 +62,8 @@ class TrainConfig(Config):
     randomize: bool = setting(False, "domain randomization (`randomize.Randomize`: contrast drawn per structure, "
                               "artefacts, head kept / partly removed / stripped) instead of `augment`; needs "
                               "normalize 'percentile'")
+    synth_fraction: float = setting(0.8, "with randomize: share of samples whose contrast is synthesized from the "
+                                    "labels (the others keep their real intensities, with artefacts and head changes)")
     normalize: str = setting('zscore', "intensity normalization at training and prediction: 'zscore' (over non-zero "
                              "voxels) or 'percentile' (robust foreground, heads and stripped brains alike)",
                              choices=NORMALIZATIONS)
@@ -86,6 +88,8 @@ class TrainConfig(Config):
             raise ValueError(f"adv_fraction must lie in [0, 1], found {self.adv_fraction}")
         if self.eps < 0 or self.lr <= 0:
             raise ValueError(f"need eps >= 0 and lr > 0, found eps={self.eps}, lr={self.lr}")
+        if not 0 <= self.synth_fraction <= 1:
+            raise ValueError(f"synth_fraction must lie in [0, 1], found {self.synth_fraction}")
         if self.randomize and self.normalize != 'percentile':
             raise ValueError(f"randomize needs normalize='percentile' (what it scales its images by), "
                              f"found normalize={self.normalize!r}")
@@ -121,7 +125,7 @@ def make_dataset(cfg: TrainConfig, # the run's config: network, slab, patch, cro
                  **kwargs, # passed to the dataset, e.g. `target_fn` and `roi_classes` of a cascade stage
                 ):
     "Slabs, slices or patches of preprocessed subjects, as the network's geometry needs."
-    aug = Randomize() if cfg.randomize else Augment() if cfg.augment else None
+    aug = Randomize(p_synth=cfg.synth_fraction) if cfg.randomize else Augment() if cfg.augment else None
     aug, crop = (aug, cfg.crop) if train else (None, 0)
     g = geometry or model_geometry(make_model(cfg.model, **model_kwargs(cfg)))
     if g['kind'] == 'slab':  # the targets are the slices the network outputs
