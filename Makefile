@@ -48,12 +48,14 @@ demo-models: $(VENV)/.installed
 	  print(ship_model(glob.glob(f'runs/demo_models/{sys.argv[1]}-*')[0], f'demo/{sys.argv[1]}', 'make demo-models'))" $$m; done
 
 # The models for real scans (`--model pretrained:t1`, `pretrained:multi`): grid `pretrained`, U-Nets trained with
-# domain randomization on the embedded anatomy, shipped in float16 with their model cards (and t1_plain, the same
-# without randomization, trained for comparison and not shipped).
+# domain randomization on the embedded anatomy, shipped in float16 with their model cards: run t1_half (half the
+# samples synthesized) as pretrained/t1, run multi as pretrained/multi. Runs t1 and t1_plain (80% synthesized, and
+# none) are trained for comparison (results/real_brains/).
 pretrained: $(VENV)/.installed
 	$(BIN)/brainseg experiment pretrained --out runs/pretrained --retry-failed
-	for m in t1 multi; do $(PY) -c "import sys, glob; from brainseg.experiments import ship_model; \
-	  print(ship_model(glob.glob(f'runs/pretrained/{sys.argv[1]}-*')[0], f'pretrained/{sys.argv[1]}', 'make pretrained'))" $$m; done
+	for m in t1_half:t1 multi:multi; do $(PY) -c "import sys, glob; from brainseg.experiments import ship_model; \
+	  run, name = sys.argv[1].split(':'); \
+	  print(ship_model(glob.glob(f'runs/pretrained/{run}-*')[0], f'pretrained/{name}', 'make pretrained'))" $$m; done
 
 table1: $(VENV)/.installed
 	$(BIN)/brainseg experiment table1 --out results/table1

@@ -20,22 +20,26 @@ How AAL maps to the MRBrainS18 structures (what `colin27_labels` does):
   here, and the mean reported is of G, B, WM, V, C (5 of the 6 structures of the issue's mean).
 - No lesions (L). CSF is scored but left out of the mean, as in the issue's mean.
 
+The first row, "ceiling", scores the true labels taken to the models' grid (1.92 x 1.92 x 3 mm, linear on one-hot
+maps) and back to 1 mm: what a perfect model at that grid could reach against these 1 mm labels.
+
 Usage: `python bench/bench_real_brains.py --models pretrained:t1 runs/pretrained/t1_plain-*/model/last.pt`
 The Debian package is read from /usr/share/mricron/templates when installed, else downloaded once with
 `apt-get download mricron-data` (no root needed) and unpacked into `$BRAINSEG_CACHE/mricron-data`.
 """
 from __future__ import annotations
-import argparse, os, subprocess, tempfile, time
+import argparse, subprocess, tempfile, time
 from pathlib import Path
 import numpy as np
 import nibabel as nib
 import pandas as pd
+import torch
 from scipy import ndimage
 from brainseg.io import Subject, load_subject
 from brainseg.labels import label
 from brainseg.template import cache_folder
 from brainseg.metrics import score_subject
-from brainseg.infer import load_predictor, predict_subject
+from brainseg.infer import load_predictor, predict_subject, model_grid, resample
 from brainseg.experiments import pretrained_path, subjects_from
 
 SYSTEM = Path('/usr/share/mricron/templates')
@@ -111,37 +115,61 @@ def colin27_subjects() -> list:
     return out
 
 
+def model_label(name: str) -> str:
+    "A short name: a shipped model's own, else a grid run's configuration (`<run>/model/last.pt`), else the file."
+    path = Path(name)
+    if not path.is_file(): return name
+    return path.parent.parent.name.split('-')[0] if path.parent.name == 'model' else path.stem
+
+
 def score(model_name: str, subjects: list) -> pd.DataFrame:
-    "Official scores of one model on the subjects, with the seconds each prediction took."
+    "Official scores of one model on the subjects it has the modalities for, with the seconds each prediction took."
     model, modalities = load_predictor(pretrained_path(model_name))
     rows = []
     for s in subjects:
+        if not set(modalities) <= set(s.modalities): continue
         t = time.perf_counter()
         pred = predict_subject(model, s, modalities)
         seconds = time.perf_counter() - t
-        rows.append(score_subject(s, pred).assign(model=model_name, seconds=round(seconds, 1)))
+        rows.append(score_subject(s, pred).assign(model=model_label(model_name), seconds=round(seconds, 1)))
     return pd.concat(rows, ignore_index=True)
+
+
+def resolution_ceiling(subject: Subject, spacing=(1.916, 1.916, 3.0)) -> pd.DataFrame:
+    "Scores of the true labels taken to a model's grid (linear on one-hot maps) and back: the best that grid allows."
+    affine, shape = model_grid(subject, spacing)
+    onehot = np.stack([(subject.labels == k).astype(np.float32) for k in range(int(subject.labels.max()) + 1)])
+    there = resample(onehot, subject.affine, affine, shape)
+    back = resample(there, affine, subject.affine, subject.shape, mode='nearest').argmax(0).astype(np.uint8)
+    return score_subject(subject, back).assign(model='ceiling 1.92x1.92x3 mm', seconds=0.0)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--models', nargs='+', required=True, help="shipped names (pretrained:t1) or model files")
-    p.add_argument('--template', type=int, default=0,
-                   help='also score the held-out template subjects template10, template11 at 120x120x48 (0/1)')
-    p.add_argument('--out', help='write the long table as CSV here')
+    p.add_argument('--template', action='store_true',
+                   help='also score the held-out template subjects template10, template11 (120x120x48, 3 modalities)')
+    p.add_argument('--out', help='folder to write real_brains.csv (long table) and real_brains.md into')
     args = p.parse_args(argv)
     subjects = colin27_subjects()
     if args.template:
         subjects += [s for s in subjects_from('template:12', '120x120x48', 0, ['T1', 'IR', 'FLAIR'])
                      if s.id in ('template10', 'template11')]
-    table = pd.concat([score(m, [s for s in subjects if len(load_predictor(pretrained_path(m))[1]) == 1
-                                 or s.id.startswith('template')]) for m in args.models], ignore_index=True)
+    table = pd.concat([resolution_ceiling(subjects[0])] + [score(m, subjects) for m in args.models], ignore_index=True)
     wide = table.pivot_table(index=['model', 'subject'], columns='code', values='dice', sort=False)
-    wide['mean G B WM V C'] = wide[list(MEAN_OF)].mean(1)
-    print(f"Dice on Colin27 (AAL labels; BS not labelled: see bench/bench_real_brains.py), "
-          f"torch threads {os.cpu_count()}:")
-    print(wide.round(3).to_markdown())
-    if args.out: table.to_csv(args.out, index=False)
+    wide['mean G B WM V C'] = wide[list(MEAN_OF)].mean(axis=1)
+    wide['mean G B WM V C BS'] = wide[list(MEAN_OF) + ['BS']].mean(axis=1)
+    colin = wide.index.get_level_values('subject').str.startswith('colin27')
+    wide.loc[colin, ['BS', 'mean G B WM V C BS']] = np.nan  # no brain stem in AAL: not scored
+    report = (f"Dice per structure (official MRBrainS18 scoring). Colin27: AAL-derived labels, BS not labelled "
+              f"(see bench/bench_real_brains.py); template: held-out template10, template11. "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n\n"
+              + wide.drop(columns=['L'], errors='ignore').round(3).to_markdown() + '\n')
+    print(report)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        table.to_csv(Path(args.out) / 'real_brains.csv', index=False)
+        (Path(args.out) / 'real_brains.md').write_text(report)
     return wide
 
 

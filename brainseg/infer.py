@@ -154,6 +154,8 @@ def predict_folders(checkpoint, # a `best.pt` / `last.pt` or a saved cascade
     dev = pick_device(device)
     model, modalities = load_predictor(checkpoint, dev)
     subjects = [read_input(f, modalities) for f in folders]
+    if getattr(model, 'spacing', ()):
+        for s in subjects: check_field_of_view(s)  # before anything is written
     ids = [s.id for s in subjects]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise SubjectError(dup[0], "two input folders have the same subject id; results would overwrite each other")
