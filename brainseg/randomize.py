@@ -66,11 +66,11 @@ class Randomize:
     noise: tuple = (0.0, 0.05)  # range of the Rician noise sigma (foreground scale is about 1)
     p_strip: float = 0.3  # probability of a skull-stripped sample
     p_partial: float = 0.2  # probability of a partly removed head
-    partial_mm: tuple = (2.0, 25.0)  # range of head kept around the intracranial labels, partly removed (voxels)
+    partial_keep: tuple = (2.0, 25.0)  # range of head kept around the intracranial labels, partly removed (voxels)
     spatial: Augment|None = field(default_factory=_spatial_only)  # pose: flips, rotations, zooms (None: off)
 
     def __post_init__(self):
-        for name in ('within_std', 'mix', 'air', 'blur', 'resolution', 'noise', 'partial_mm'):
+        for name in ('within_std', 'mix', 'air', 'blur', 'resolution', 'noise', 'partial_keep'):
             r = getattr(self, name)
             if len(r) != 2 or r[0] > r[1] or r[0] < 0:
                 raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high, found {r}")
@@ -126,7 +126,7 @@ class Randomize:
         u, inside = rng.random(), target != 0
         if u < self.p_strip: return np.where(inside, image, 0).astype(np.float32)
         if u < self.p_strip + self.p_partial:
-            keep = rng.uniform(*self.partial_mm)
+            keep = rng.uniform(*self.partial_keep)
             far = np.stack([ndimage.distance_transform_edt(~sl) > keep if sl.any() else np.ones_like(sl)
                             for sl in inside])
             return np.where(far, 0, image).astype(np.float32)
