@@ -21,7 +21,7 @@ help:
 	@echo "make lint   - ruff on the library, tests, benchmarks and tools (part of make test)"
 	@echo "make test-slow - also run the cells flagged #| slow"
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
-	@echo "make pretrained - train the models for real scans (grid pretrained, CPU ~60 min) into brainseg/weights/pretrained"
+	@echo "make pretrained - train the models for real scans (grid pretrained, 4 runs, CPU ~75 min) into brainseg/weights/pretrained"
 	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
 
 $(VENV)/.installed: settings.ini setup.py
