@@ -386,3 +386,17 @@ def test_patch_centres_oversample_a_chosen_class(pps):
         return np.mean([ds[i]['target'].item() == label('L').id for i in range(len(ds))])
     base, chosen = lesion_centre_rate(0.0), lesion_centre_rate(0.6)
     assert base < 0.05 and 0.5 < chosen < 0.75, (base, chosen)
+
+
+def test_randomized_samples_are_reproducible_and_keep_the_target():
+    "A randomized training dataset: the same (seed, epoch, index), the same sample; targets as without randomization."
+    from brainseg.randomize import Randomize
+    from brainseg.template import make_template_subject
+    items = [preprocess(make_template_subject(1, shape=(64, 64, 16), modalities=['T1']), normalize='percentile')]
+    plain = SliceDataset(items, seed=3)
+    a, b = (SliceDataset(items, augment=Randomize(spatial=None), seed=3) for _ in range(2))
+    for i in (2, 8, 13):
+        assert torch.equal(a[i]['image'], b[i]['image']) and torch.equal(a[i]['target'], plain[i]['target'])
+        assert torch.isfinite(a[i]['image']).all() and not torch.equal(a[i]['image'], plain[i]['image'])
+    b.set_epoch(1)
+    assert not torch.equal(a[8]['image'], b[8]['image'])  # another epoch, other draws
