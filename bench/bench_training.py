@@ -11,7 +11,7 @@ peer trains for the wall time brainseg took (`--budget time`, the CPU comparison
     python bench/bench_training.py --steps 900 --variant norm=batch,crop=0 --variant norm=instance,crop=192
     python bench/bench_training.py --steps 900 --device cuda --budget steps
 """
-import argparse, json, time
+import argparse, json, tempfile, time
 import numpy as np
 import torch
 
@@ -100,9 +100,10 @@ def main(argv=None):
     p.add_argument('--no-peer', action='store_true')
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: leave as is)')
-    p.add_argument('--out', default='/tmp/brainseg_bench_training')
+    p.add_argument('--out', help='folder for the checkpoints (default: a new temporary folder)')
     p.add_argument('--json', help='also write the rows to this file')
     a = p.parse_args(argv)
+    a.out = a.out or tempfile.mkdtemp(prefix='brainseg-bench-training-')
     if a.threads: torch.set_num_threads(a.threads)
     size = tuple(int(v) for v in a.size.split('x'))
     mods = tuple(a.modalities.split(','))

@@ -1,0 +1,98 @@
+"""Run the benchmarks in bench/ and write BENCHMARKS.md: the machine, the commands, and what each printed.
+
+Every benchmark measures brainseg next to a peer in the same run (MONAI, TorchIO, a per-point KD-tree, matplotlib)
+and prints its figures and ratios; this script runs each in its own process, one after the other, and collects
+their output with the wall time each took. Nothing is asserted. A benchmark that fails is reported (exit status and
+the end of its output) and the others still run; the exit status is then 1.
+    python bench/run_all.py --quick            # small sizes: a few minutes on 2 cores
+    python bench/run_all.py                    # the scripts' own defaults (240 x 240 x 48, full budgets): long
+    python bench/run_all.py --only models metrics --out /some/where.md
+"""
+from __future__ import annotations
+import argparse, os, platform, shlex, subprocess, sys, time
+from pathlib import Path
+import torch
+
+BENCH = Path(__file__).resolve().parent
+# name -> (what it compares, script, arguments of the full run, arguments of --quick)
+SUITE = {
+    'models': ("Training throughput, peak memory and GFLOP/s: brainseg's networks vs MONAI's UNet",
+               'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4']),
+    'metrics': ("Scoring (HD95 of 8 labels, 240 x 240 x 48): brainseg vs a per-point KD-tree reference",
+                'bench_metrics.py', [], ['--repeat', '1']),
+    'template': ('Template subjects: loading, generation cold and cached, vs phantoms',
+                 'bench_template.py', [], ['--n', '2', '--shape', '96', '96', '24']),
+    'randomize': ("Domain randomization: brainseg's Randomize vs a TorchIO pipeline",
+                  'bench_randomize.py', [], ['--n', '20', '--repeats', '3']),
+    'viewer': ('Viewer: slider change to new PNG vs a matplotlib redraw',
+               'bench_viewer.py', [], ['--steps', '5']),
+    'real_brains': ('Models for real scans on Colin27 (a brain never seen in training)',
+                    'bench_real_brains.py', ['--models', 'pretrained:t1', 'pretrained:multi', '--template'],
+                    ['--models', 'pretrained:t1']),
+    'training': ("Held-out Dice at a fixed CPU budget: brainseg's trainer vs a plain MONAI U-Net recipe",
+                 'bench_training.py', [], ['--subjects', '4', '--size', '96x96x24', '--steps', '30']),
+}
+
+
+def machine() -> list:
+    "Lines describing the machine and the software the figures were measured with."
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                   if line.startswith('model name'))
+    except (OSError, StopIteration): pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'
+    return [f"- CPU: {cpu}; {os.cpu_count()} logical cores; GPU: {gpu}",
+            f"- Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"{platform.system()}"]
+
+
+def run(name: str, quick: bool) -> dict:
+    "Run one benchmark in its own process; its command, output, exit status and wall time."
+    title, script, full, small = SUITE[name]
+    cmd = [sys.executable, str(BENCH / script), *(small if quick else full)]
+    shown = ' '.join(['python', f'bench/{script}', *map(shlex.quote, small if quick else full)])
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
+    return dict(name=name, title=title, command=shown, status=r.returncode, seconds=time.perf_counter() - t,
+                output=r.stdout.strip(), errors=r.stderr.strip())
+
+
+def report(results: list, quick: bool, command: str) -> str:
+    "BENCHMARKS.md: the machine, the command, and each benchmark's output."
+    lines = ['# Benchmarks', '',
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `{command}`"
+             f"{' (quick sizes: read ratios, not absolute figures)' if quick else ''}; each benchmark ran in its own "
+             "process, one after the other, its peer measured in the same run. Machines are shared and noisy: only "
+             "ratios within one run count.", '', *machine(), '']
+    for r in results:
+        lines += [f"## {r['title']}", '', f"`{r['command']}`: {r['seconds']:.0f} s"
+                  + ('' if r['status'] == 0 else f", **failed** (exit status {r['status']})"), '',
+                  '```text', r['output'] or '(no output)', '```', '']
+        if r['status'] != 0: lines += ['End of its error output:', '', '```text', r['errors'][-3000:], '```', '']
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--quick', action='store_true', help='small sizes and budgets: minutes, not hours')
+    p.add_argument('--only', nargs='+', choices=list(SUITE), help='run only these (default: all)')
+    p.add_argument('--out', default=str(BENCH.parent / 'BENCHMARKS.md'), help='the report (default: %(default)s)')
+    args = p.parse_args(argv)
+    results = []
+    for name in args.only or list(SUITE):
+        print(f"{name} ...", flush=True)
+        results.append(run(name, args.quick))
+        print(f"{name}: {'ok' if results[-1]['status'] == 0 else 'FAILED'} in {results[-1]['seconds']:.0f} s",
+              flush=True)
+    command = ' '.join(['python bench/run_all.py', *(argv if argv is not None else sys.argv[1:])])
+    out = Path(args.out)
+    tmp = out.with_name(out.name + '.tmp')
+    tmp.write_text(report(results, args.quick, command))
+    tmp.replace(out)  # atomically: an earlier report is never half overwritten
+    print(f"wrote {out}")
+    return 0 if all(r['status'] == 0 for r in results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
