@@ -85,8 +85,8 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
         if shape != subject.shape or not np.allclose(affine, subject.affine, atol=1e-3):
             names = modalities or subject.modalities
             moved = resample(subject.stack(names), subject.affine, affine, shape)
-            prob = predict_subject(model, Subject(subject.id, dict(zip(names, moved)), affine), names, tta=tta,
-                                   probabilities=True, batch_size=batch_size)[1]
+            on_grid = Subject(subject.id, dict(zip(names, moved)), affine, paths=subject.paths)  # paths: for messages
+            prob = predict_subject(model, on_grid, names, tta=tta, probabilities=True, batch_size=batch_size)[1]
             prob = resample(prob, affine, subject.affine, subject.shape, mode='nearest')  # (the call above warned)
             labels = prob.argmax(0).astype(np.uint8)
             return (labels, prob) if probabilities else labels
