@@ -5,6 +5,7 @@
 # %% ../nbs/04b_randomize.ipynb #784bd4ac
 from __future__ import annotations
 from dataclasses import dataclass, field
+from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,8 @@ class Randomize:
     p_partial: float = 0.2  # probability of a partly removed head
     partial_keep: tuple = (2.0, 25.0)  # range of head kept around the intracranial labels, partly removed (voxels)
     spatial: Augment|None = field(default_factory=_spatial_only)  # pose: flips, rotations, zooms (None: off)
+    # slab datasets pass the labels of every image slice (contrast and head come from them), not only the output ones
+    labels_of_every_slice: ClassVar[bool] = True
 
     def __post_init__(self):
         for name in ('within_std', 'mix', 'air', 'blur', 'resolution', 'noise', 'partial_keep'):

@@ -104,8 +104,11 @@ class _Volumes(Dataset):
                 _take(target, (0, y, x), (target.shape[-3], *size), IGNORE_INDEX),
                 (origin[0], origin[1] + y, origin[2] + x))
 
-    def _sample(self, s: int, image, target, origin, index: int) -> dict:
+    def _sample(self, s: int, image, target, origin, index: int, central: int|None = None) -> dict:
         if self.augment is not None: image, target = self.augment(image, target, self.rng(index, 1))
+        if central is not None:  # the target covered every image slice (for the augmentation): keep the output ones
+            m = (target.shape[0] - central) // 2
+            target = target[m:m + central]
         return {'image': torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 'target': torch.from_numpy(target.astype(np.int64)),
                 'roi': torch.from_numpy(roi_presence(target, self.roi_classes)),
@@ -143,8 +146,12 @@ class SlabDataset(_Volumes):
         i = range(len(self))[i]
         s, z = self.index[i]
         image = take_slab(self.images[s], z - self.margin, self.k, self.pad)
-        target = take_slab(self.targets[s], z, self.n_out, 'constant', IGNORE_INDEX)
-        return self._sample(s, *self._crop(image, target, (z, 0, 0), i, self.crop), i)
+        # an augmentation that draws intensities from the labels (`randomize.Randomize`) needs every image slice's
+        whole = getattr(self.augment, 'labels_of_every_slice', False)
+        target = take_slab(self.targets[s], z - self.margin if whole else z, self.k if whole else self.n_out,
+                           'constant', IGNORE_INDEX)
+        return self._sample(s, *self._crop(image, target, (z, 0, 0), i, self.crop), i,
+                            central=self.n_out if whole else None)
 
 class SliceDataset(SlabDataset):
     "2D slices: image (C, Y, X), target (Y, X), roi (R,)."
