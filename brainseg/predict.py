@@ -29,7 +29,7 @@ def as_volume(image, # (C, Z, Y, X) in network layout: numpy or torch
 def predict_volume(model: nn.Module, # a network of `brainseg.models`
                    image, # float (C, Z, Y, X), network layout, preprocessed; numpy or torch
                    batch_size: int = 4, # slabs, slices or volumes per forward pass
-                   slab: int = 11, # output slices per slab, for slab networks
+                   slab: int = 64, # output slices per slab, for slab networks (64: a whole MRBrainS18 scan at once)
                    pad: str = 'replicate', # through-plane padding of slab networks: 'replicate' or 'constant' (zeros)
                   ) -> np.ndarray:
     "Class probabilities, float32 (n_classes, Z, Y, X), of a network run over a whole volume."
