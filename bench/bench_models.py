@@ -1,13 +1,28 @@
-"""Training-step throughput, peak memory and achieved GFLOP/s of brainseg's networks next to MONAI's 2D UNet.
+"""Training-step throughput, peak memory and achieved GFLOP/s of brainseg's networks next to MONAI's UNet and VNet.
 
 Each measurement runs in its own process (so peak resident memory is its own). Prints a table; asserts nothing.
-    python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8, 3 modalities, 9 classes
+Rows: brainseg's U-Net, base network (batch norm, the paper's; `base_nchw`: the same network in the NCHW layout
+it used before it went channels-last; `base_inst`: instance norm, the trainer's default), base + class head,
+`base_compile` (base + class head under torch.compile; its gradients are checked against eager ones), V-Net, the
+cascade's three stage networks (each at the full size: an upper bound, later stages train on their region's box),
+MONAI's UNet and VNet.
+Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each).
+    python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """
 import argparse, json, subprocess, sys, time, resource
 import torch
 
-MODELS = ['unet', 'monai_unet', 'base', 'base_cls', 'vnet']
+MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_inst', 'base_cls', 'base_compile', 'cascade', 'vnet',
+          'monai_vnet']
+DEFENDED = {'unet', 'monai_unet', 'base_nchw', 'base', 'base_cls', 'vnet'}  # also timed with FGSM
+
+class AllStages(torch.nn.Module):
+    "The cascade's stage networks on the same input, outputs concatenated: one step trains all three."
+    def __init__(self, nets): super().__init__(); self.nets = torch.nn.ModuleList(nets)
+    def forward(self, x):
+        outs = [n(x) for n in self.nets]
+        return {k: torch.cat([o[k] for o in outs], 1 if k == 'seg' else -1) for k in outs[0]}
 
 class AsDict(torch.nn.Module):
     "A network that returns logits, returning {'seg': logits} as brainseg's networks do."
@@ -22,18 +37,40 @@ def build(name):
         from monai.networks.nets import UNet as MonaiUNet
         return AsDict(MonaiUNet(2, 3, 9, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=2)), 'slice'
     if name == 'base': return BaseNet(3, 9, class_head=False), 'slab'
-    if name == 'base_cls': return BaseNet(3, 9, class_head=True), 'slab'
+    if name == 'base_nchw':
+        net = BaseNet(3, 9, class_head=False)
+        net.channels_last = False
+        return net, 'slab'
+    if name == 'base_inst': return BaseNet(3, 9, class_head=False, norm='instance'), 'slab'
+    if name in ('base_cls', 'base_compile'): return BaseNet(3, 9, class_head=True), 'slab'
+    if name == 'cascade':
+        from brainseg.cascade import Cascade
+        return AllStages(Cascade().nets), 'slab'
     if name == 'vnet': return VNet(3, 9, kernel_size=3), 'volume'
+    if name == 'monai_vnet':
+        from monai.networks.nets import VNet as MonaiVNet
+        # MONAI's VNet needs in_channels to divide 16: a 1x1x1 convolution takes the 3 modalities to 4 channels
+        return AsDict(torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), MonaiVNet(3, 4, 9))), 'volume'
     raise ValueError(name)
 
-def make_batch(kind, batch, size, device):
+def make_batch(kind, batch, size, device, n_rois=8):
     "Input, targets and the number of output slices per step."
     if kind == 'slice': x, t, n = torch.randn(batch, 3, size, size), torch.randint(0, 9, (batch, size, size)), batch
     elif kind == 'slab':
         x, t, n = torch.randn(batch, 3, 19, size, size), torch.randint(0, 9, (batch, 11, size, size)), batch * 11
     else: x, t, n = torch.randn(1, 3, 16, size, size), torch.randint(0, 9, (1, 16, size, size)), 16
-    roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (8,)).float()
+    roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (n_rois,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
+
+def gradient_error(model, compiled, data, loss_fn):
+    "Largest relative difference between the compiled network's parameter gradients and eager ones (same batch)."
+    grads = []
+    for net in (model, compiled):
+        model.zero_grad(set_to_none=True)
+        loss_fn(net(data['image']), data)[0].backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    return max(float((b - a).abs().max() / a.abs().max().clamp_min(1e-12)) for a, b in zip(*grads))
 
 def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     "Run in a child process: time training steps of one model, return figures."
@@ -45,12 +82,20 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     model = model.to(device).train()
     loss_fn = JointLoss(cls_weight=1.0)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    data, n_slices = make_batch(kind, batch, size, device)
+    with torch.no_grad(): out = model(make_batch(kind, 1, 32, device)[0]['image'])
+    data, n_slices = make_batch(kind, batch, size, device, out['cls'].shape[-1] if 'cls' in out else 8)
+    net, extra = model, {}
+    if name.endswith('_compile'):
+        net = torch.compile(model)
+        t0 = time.perf_counter()
+        extra['grad_err'] = gradient_error(model, net, data, loss_fn)
+        extra['compile_s'] = time.perf_counter() - t0
     def step(defended=defended):
         b = mix_adversarial(model, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
-        loss, _ = loss_fn(model(b['image']), b)
+        loss, _ = loss_fn(net(b['image']), b)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    with FlopCounterMode(display=False) as fc: step(defended=False)  # the counter cannot follow autograd.grad
+    with FlopCounterMode(display=False) as fc:  # the counter cannot follow autograd.grad, nor a compiled network
+        loss_fn(model(data['image']), data)[0].backward()
     flops = fc.get_total_flops()
     step()  # warm-up
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
@@ -61,7 +106,8 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     if device == 'cuda': peak = torch.cuda.max_memory_allocated() / 2**20
     else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(model=name, defended=defended, params_M=params / 1e6, step_s=dt, slices_per_s=n_slices / dt,
-                gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak)
+                gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak,
+                **extra)
 
 def gemm_gflops(device, n=2048, reps=5):
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -75,6 +121,9 @@ def gemm_gflops(device, n=2048, reps=5):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--size', type=int, default=240); p.add_argument('--batch', type=int, default=8)
+    p.add_argument('--slab-batch', type=int, default=2, help='batch of the slab networks (19-slice slabs)')
+    p.add_argument('--memory-batch', type=int, default=8,
+                   help='after the table: one step of the base network at this batch, for its peak memory (0: off)')
     p.add_argument('--steps', type=int, default=3); p.add_argument('--only', nargs='*', default=MODELS)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--adv-fraction', type=float, default=1.0,
@@ -84,33 +133,57 @@ def main():
     if a.child:
         name, defended = a.child.split(':')
         print(json.dumps(one(name, a.size, a.batch, a.steps, defended == '1', a.device, a.adv_fraction))); return
+
+    def child(name, defended, batch, steps):
+        r = subprocess.run([sys.executable, __file__, '--child', f"{name}:{int(defended)}", '--size', str(a.size),
+                            '--batch', str(batch), '--steps', str(steps), '--device', a.device,
+                            '--adv-fraction', str(a.adv_fraction)], capture_output=True, text=True)
+        if r.returncode: print(f"{name} (batch {batch}): failed\n{r.stderr[-2000:]}"); return None
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
     peak = gemm_gflops(a.device)
     print(f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"fp32 GEMM 2048^3: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch}, 3 modalities, 9 classes")
+          f"fp32 GEMM 2048^3: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch} (slabs of 19 slices: "
+          f"{a.slab_batch}), 3 modalities, 9 classes; slices/s counts output slices")
     rows = []
     for name in a.only:
-        for defended in (False, True):
-            r = subprocess.run([sys.executable, __file__, '--child', f"{name}:{int(defended)}", '--size', str(a.size),
-                                '--batch', str(a.batch), '--steps', str(a.steps), '--device', a.device,
-                                '--adv-fraction', str(a.adv_fraction)],
-                               capture_output=True, text=True)
-            if r.returncode: print(f"{name}: failed\n{r.stderr[-2000:]}"); break
-            rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    print(f"{'model':<11}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
+        batch = a.slab_batch if name.startswith(('base', 'cascade')) else a.batch
+        for defended in (False, True) if name in DEFENDED else (False,):
+            r = child(name, defended, batch, a.steps)
+            if r is None: break
+            rows.append(r)
+    print(f"{'model':<13}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
           f"{'of GEMM':>9}{'peak MiB':>10}")
     for r in rows:
-        print(f"{r['model']:<11}{str(r['defended']):>9}{r['params_M']:>10.2f}{r['step_s']:>9.2f}{r['slices_per_s']:>10.1f}"
-              f"{r['gflop_per_step']:>12.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_MiB']:>10.0f}")
+        print(f"{r['model']:<13}{str(r['defended']):>9}{r['params_M']:>10.2f}{r['step_s']:>9.2f}"
+              f"{r['slices_per_s']:>10.2f}{r['gflop_per_step']:>12.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}"
+              f"{r['peak_MiB']:>10.0f}")
     by = {(r['model'], r['defended']): r for r in rows}
     print("\nratios:")
     if ('unet', False) in by and ('monai_unet', False) in by:
         print("  brainseg UNet / MONAI UNet throughput: "
               f"{by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
+    for new, old, what in (('base', 'base_nchw', 'channels-last vs NCHW'),
+                           ('base_nchw', 'base_inst', 'batch norm (NCHW) vs instance norm'),
+                           ('base_compile', 'base_cls', 'torch.compile vs eager, class head on')):
+        if (new, False) in by and (old, False) in by:
+            print(f"  {new} / {old} throughput ({what}): "
+                  f"{by[new, False]['slices_per_s'] / by[old, False]['slices_per_s']:.2f}x")
+    if ('base_compile', False) in by:
+        r = by['base_compile', False]
+        print(f"  base_compile: first call (compiling) {r['compile_s']:.0f} s; largest relative gradient difference "
+              f"from eager on the same batch: {r['grad_err']:.1e} "
+              f"({'agrees' if r['grad_err'] < 0.05 else 'WRONG GRADIENTS: not offered by the trainer'}, float32 "
+              "rounding stays far below the threshold 0.05)")
     for m in a.only:
         if (m, False) in by and (m, True) in by:
             print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "
                   f"(floor 1 + adv_fraction = {1 + a.adv_fraction:.1f}x: "
                   "one extra forward and backward per attacked sample)")
+    if a.memory_batch and 'base' in a.only:
+        r = child('base', False, a.memory_batch, 1)
+        if r: print(f"\nbase network at batch {a.memory_batch} ({a.memory_batch * 19} slices of {a.size} x {a.size}): "
+                    f"peak {r['peak_MiB'] / 1024:.1f} GiB, step {r['step_s']:.1f} s")
 
 if __name__ == '__main__': main()

@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent
 # name -> (what it compares, script, arguments of the full run, arguments of --quick)
 SUITE = {
     'models': ("Training throughput, peak memory and GFLOP/s: brainseg's networks vs MONAI's UNet",
-               'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4']),
+               'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4', '--memory-batch', '0']),
     'metrics': ("Scoring (HD95 of 8 labels, 240 x 240 x 48): brainseg vs a per-point KD-tree reference",
                 'bench_metrics.py', [], ['--repeat', '1']),
     'template': ('Template subjects: loading, generation cold and cached, vs phantoms',
@@ -26,12 +26,21 @@ SUITE = {
                   'bench_randomize.py', [], ['--n', '20', '--repeats', '3']),
     'viewer': ('Viewer: slider change to new PNG vs a matplotlib redraw',
                'bench_viewer.py', [], ['--steps', '5']),
+    'inference': ("Whole-volume inference (240 x 240 x 48, 3 modalities): brainseg's networks vs MONAI's "
+                  "sliding_window_inference", 'bench_inference.py', [],
+                  ['--size', '128', '--depth', '24', '--repeats', '1']),
+    'data': ('Data pipeline: loading, preprocessing, samples/s per dataset, share of a training step spent waiting',
+             'bench_data.py', [], ['--size', '96', '--subjects', '2', '--n', '8', '--repeats', '3', '--steps', '4']),
+    'scaling': ('Scaling: step time and memory vs slab depth, in-plane size, batch, subjects; DDP with 2 processes',
+                'bench_scaling.py', [], ['--quick']),
     'real_brains': ('Models for real scans on Colin27 (a brain never seen in training)',
                     'bench_real_brains.py', ['--models', 'pretrained:t1', 'pretrained:multi', '--template'],
                     ['--models', 'pretrained:t1']),
     'training': ("Held-out Dice at a fixed CPU budget: brainseg's trainer vs a plain MONAI U-Net recipe",
                  'bench_training.py', [], ['--subjects', '4', '--size', '96x96x24', '--steps', '30']),
 }
+
+PLOTS = {'scaling': 'bench/scaling.png'}  # pictures the benchmarks write (by default), shown under their output
 
 
 def machine() -> list:
@@ -69,6 +78,7 @@ def report(results: list, quick: bool, command: str) -> str:
         lines += [f"## {r['title']}", '', f"`{r['command']}`: {r['seconds']:.0f} s"
                   + ('' if r['status'] == 0 else f", **failed** (exit status {r['status']})"), '',
                   '```text', r['output'] or '(no output)', '```', '']
+        if r['name'] in PLOTS and r['status'] == 0: lines += [f"![{r['name']}]({PLOTS[r['name']]})", '']
         if r['status'] != 0: lines += ['End of its error output:', '', '```text', r['errors'][-3000:], '```', '']
     return '\n'.join(lines)
 
