@@ -146,7 +146,8 @@ class SlabDataset(_Volumes):
         i = range(len(self))[i]
         s, z = self.index[i]
         image = take_slab(self.images[s], z - self.margin, self.k, self.pad)
-        # an augmentation that draws intensities from the labels (`randomize.Randomize`) needs every image slice's
+        # an augmentation that draws intensities from the labels (`randomize.Randomize`) needs the labels of every
+        # image slice; the target is cut back to the output slices after it
         whole = getattr(self.augment, 'labels_of_every_slice', False)
         target = take_slab(self.targets[s], z - self.margin if whole else z, self.k if whole else self.n_out,
                            'constant', IGNORE_INDEX)
