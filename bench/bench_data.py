@@ -194,7 +194,9 @@ def main(argv=None):
                 print(f"| {name} | {r['batch']} | {aug} | {w} | {r['first_s']:.2f} | {r['wait_s']:.3f} | "
                       f"{r['work_s']:.3f} | {r['wait_share']:.0%} | {r['samples_s']:.1f} |")
 
-    print("\nthe data pipeline must never be what a training step waits for (the trainer's default: num_workers 0):")
+    print("\nthe data pipeline must never be what a training step waits for (the trainer's default, num_workers -1: "
+          "none on a CPU, up to 4 on CUDA; on a CPU workers share the cores the network runs on, so the samples/s of a "
+          "whole step say whether they pay):")
     for name in a.models:
         for aug in ('augment', 'randomize'):
             by = {r['workers']: r for r in runs if r['model'] == name and r['augment'] == aug}
@@ -207,7 +209,8 @@ def main(argv=None):
             print(f"  {name} + {aug}: the network takes {need:.1f} samples/s, one process makes {rate:.1f} "
                   f"({rate / need:.1f}x); waiting " + ", ".join(f"{r['wait_share']:.0%} with {w}"
                                                                for w, r in sorted(by.items()))
-                  + f" workers: {verdict} (below {WAIT_LIMIT:.0%} of a step)")
+                  + f" workers: {verdict} (below {WAIT_LIMIT:.0%} of a step); training samples/s "
+                  + ", ".join(f"{r['samples_s']:.1f} with {w}" for w, r in sorted(by.items())))
     return runs
 
 

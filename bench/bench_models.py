@@ -2,19 +2,21 @@
 
 Each measurement runs in its own process (so peak resident memory is its own). Prints a table; asserts nothing.
 Rows: brainseg's U-Net, base network (batch norm, the paper's; `base_nchw`: the same network in the NCHW layout
-it used before it went channels-last; `base_inst`: instance norm, the trainer's default), base + class head,
+it used before it went channels-last; `base_inst`: instance norm, the trainer's default; `base_ckpt`: residual blocks
+recomputed in the backward pass, `grad_checkpointing`), base + class head,
 `base_compile` (base + class head under torch.compile; its gradients are checked against eager ones), V-Net, the
 cascade's three stage networks (each at the full size: an upper bound, later stages train on their region's box),
 MONAI's UNet and VNet.
-Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each).
+Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). After the table, `--memory-batch`
+slabs through `base_ckpt` (and through `base` with `--memory-plain`: about 27 GB at 240 x 240 and batch 8).
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """
 import argparse, json, subprocess, sys, time, resource
 import torch
 
-MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_inst', 'base_cls', 'base_compile', 'cascade', 'vnet',
-          'monai_vnet']
+MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_ckpt', 'base_inst', 'base_cls', 'base_compile', 'cascade',
+          'vnet', 'monai_vnet']
 DEFENDED = {'unet', 'monai_unet', 'base_nchw', 'base', 'base_cls', 'vnet'}  # also timed with FGSM
 
 class AllStages(torch.nn.Module):
@@ -30,7 +32,7 @@ class AsDict(torch.nn.Module):
     def forward(self, x): return {'seg': self.net(x)}
 
 def build(name):
-    from brainseg.models import UNet, BaseNet, VNet
+    from brainseg.models import UNet, BaseNet, VNet, set_grad_checkpointing
     if name == 'unet': return UNet(3, 9), 'slice'
     if name == 'unet4': return UNet(3, 9, features=(32, 64, 128, 256)), 'slice'
     if name == 'monai_unet':
@@ -40,6 +42,10 @@ def build(name):
     if name == 'base_nchw':
         net = BaseNet(3, 9, class_head=False)
         net.channels_last = False
+        return net, 'slab'
+    if name == 'base_ckpt':
+        net = BaseNet(3, 9, class_head=False)
+        set_grad_checkpointing(net)
         return net, 'slab'
     if name == 'base_inst': return BaseNet(3, 9, class_head=False, norm='instance'), 'slab'
     if name in ('base_cls', 'base_compile'): return BaseNet(3, 9, class_head=True), 'slab'
@@ -94,9 +100,6 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
         b = mix_adversarial(model, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
         loss, _ = loss_fn(net(b['image']), b)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    with FlopCounterMode(display=False) as fc:  # the counter cannot follow autograd.grad, nor a compiled network
-        loss_fn(model(data['image']), data)[0].backward()
-    flops = fc.get_total_flops()
     step()  # warm-up
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     sync(); t0 = time.perf_counter()
@@ -105,6 +108,10 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     params = sum(p.numel() for p in model.parameters())
     if device == 'cuda': peak = torch.cuda.max_memory_allocated() / 2**20
     else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # FLOPs counted after the peak is read: under the counter, recomputed blocks keep their activations
+    with FlopCounterMode(display=False) as fc:  # the counter cannot follow autograd.grad, nor a compiled network
+        loss_fn(model(data['image']), data)[0].backward()
+    flops = fc.get_total_flops()
     return dict(model=name, defended=defended, params_M=params / 1e6, step_s=dt, slices_per_s=n_slices / dt,
                 gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak,
                 **extra)
@@ -123,7 +130,8 @@ def main():
     p.add_argument('--size', type=int, default=240); p.add_argument('--batch', type=int, default=8)
     p.add_argument('--slab-batch', type=int, default=2, help='batch of the slab networks (19-slice slabs)')
     p.add_argument('--memory-batch', type=int, default=8,
-                   help='after the table: one step of the base network at this batch, for its peak memory (0: off)')
+                   help='after the table: one step of base_ckpt at this batch, for its peak memory (0: off)')
+    p.add_argument('--memory-plain', action='store_true', help='the same step through base too')
     p.add_argument('--steps', type=int, default=3); p.add_argument('--only', nargs='*', default=MODELS)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--adv-fraction', type=float, default=1.0,
@@ -166,6 +174,7 @@ def main():
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
     for new, old, what in (('base', 'base_nchw', 'channels-last vs NCHW'),
                            ('base_nchw', 'base_inst', 'batch norm (NCHW) vs instance norm'),
+                           ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
                            ('base_compile', 'base_cls', 'torch.compile vs eager, class head on')):
         if (new, False) in by and (old, False) in by:
             print(f"  {new} / {old} throughput ({what}): "
@@ -181,9 +190,13 @@ def main():
             print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "
                   f"(floor 1 + adv_fraction = {1 + a.adv_fraction:.1f}x: "
                   "one extra forward and backward per attacked sample)")
-    if a.memory_batch and 'base' in a.only:
-        r = child('base', False, a.memory_batch, 1)
-        if r: print(f"\nbase network at batch {a.memory_batch} ({a.memory_batch * 19} slices of {a.size} x {a.size}): "
-                    f"peak {r['peak_MiB'] / 1024:.1f} GiB, step {r['step_s']:.1f} s")
+    if ('base_ckpt', False) in by and ('base', False) in by:
+        ratio = by['base_ckpt', False]['peak_MiB'] / by['base', False]['peak_MiB']
+        print(f"  base_ckpt / base peak memory: {ratio:.2f}x")
+    if a.memory_batch:
+        for name in ('base_ckpt', 'base') if a.memory_plain else ('base_ckpt',):
+            r = child(name, False, a.memory_batch, 1)
+            if r: print(f"\n{name} at batch {a.memory_batch} ({a.memory_batch * 19} slices of {a.size} x {a.size}): "
+                        f"peak {r['peak_MiB'] / 1024:.1f} GiB, step {r['step_s']:.1f} s")
 
 if __name__ == '__main__': main()

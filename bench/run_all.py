@@ -17,7 +17,7 @@ BENCH = Path(__file__).resolve().parent
 # name -> (what it compares, script, arguments of the full run, arguments of --quick)
 SUITE = {
     'models': ("Training throughput, peak memory and GFLOP/s: brainseg's networks vs MONAI's UNet",
-               'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4', '--memory-batch', '0']),
+               'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4', '--memory-plain']),
     'metrics': ("Scoring (HD95 of 8 labels, 240 x 240 x 48): brainseg vs a per-point KD-tree reference",
                 'bench_metrics.py', [], ['--repeat', '1']),
     'template': ('Template subjects: loading, generation cold and cached, vs phantoms',

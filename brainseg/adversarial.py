@@ -4,25 +4,15 @@
 
 # %% ../nbs/07_adversarial.ipynb #128fd35b
 from __future__ import annotations
-from contextlib import contextmanager
 import torch
 import torch.nn as nn
 from .losses import JointLoss, dice_scores
+from .models import frozen_buffers
 
 # %% auto #0
-__all__ = ['frozen_buffers', 'input_gradient', 'fgsm', 'mix_adversarial', 'pgd', 'robustness']
+__all__ = ['input_gradient', 'fgsm', 'mix_adversarial', 'pgd', 'robustness']
 
 # %% ../nbs/07_adversarial.ipynb #6153e80d
-@contextmanager
-def frozen_buffers(model: nn.Module, # network whose buffers are restored on exit
-                  ):
-    "Restore every buffer (BatchNorm running statistics, counters) of `model` on exit."
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
-    try: yield model
-    finally:
-        with torch.no_grad():
-            for b, v in saved: b.copy_(v)
-
 def input_gradient(model: nn.Module, # the network (its mode is kept)
                    x: torch.Tensor, # input (B, C, ...), z-scored
                    batch: dict, # targets: 'target' and, for a class head, 'roi'

@@ -5,19 +5,22 @@
 # %% ../nbs/06_models.ipynb #583e2b0e
 from __future__ import annotations
 import pickle, re
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from pathlib import Path
 from .labels import N_CLASSES, SCORED
 from .io import atomic_path
 
 # %% auto #0
-__all__ = ['NORMS', 'GEOMETRIES', 'MODELS', 'SliceClassHead', 'norm_layer', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'ResUnit',
-           'UpUnit', 'UNet', 'VNetStage', 'VNet', 'ModelSpec', 'register_model', 'model_spec', 'make_model', 'spec_of',
-           'model_geometry', 'WeightsFileError', 'save_torch_file', 'load_torch_file']
+__all__ = ['NORMS', 'GEOMETRIES', 'MODELS', 'SliceClassHead', 'norm_layer', 'frozen_buffers', 'Recomputable',
+           'set_grad_checkpointing', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'ResUnit', 'UpUnit', 'UNet', 'VNetStage',
+           'VNet', 'ModelSpec', 'register_model', 'model_spec', 'make_model', 'spec_of', 'model_geometry',
+           'WeightsFileError', 'save_torch_file', 'load_torch_file']
 
 # %% ../nbs/06_models.ipynb #09315238
 class SliceClassHead(nn.Module):
@@ -51,8 +54,35 @@ def norm_layer(kind: str, # 'batch' or 'instance' (affine, per sample and channe
 
 def _norm_act(c, norm='batch'): return [norm_layer(norm, c), nn.PReLU(c)]
 
+# %% ../nbs/06_models.ipynb #b840ca45
+@contextmanager
+def frozen_buffers(model: nn.Module, # network whose buffers are restored on exit
+                  ):
+    "Restore every buffer (BatchNorm running statistics, counters) of `model` on exit."
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try: yield model
+    finally:
+        with torch.no_grad():
+            for b, v in saved: b.copy_(v)
+
+class Recomputable(nn.Module):
+    "A residual block whose body may run again in the backward pass instead of keeping its activations."
+    grad_checkpointing: bool = False
+    def run(self, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        "`body(x)`; with `grad_checkpointing` and gradients on, only `x` is kept and `body` runs again in backward."
+        if not (self.grad_checkpointing and torch.is_grad_enabled()): return body(x)
+        return checkpoint(body, x, use_reentrant=False, context_fn=lambda: (nullcontext(), frozen_buffers(body)))
+
+def set_grad_checkpointing(model: nn.Module, # a network
+                           on: bool = True, # recompute its residual blocks in the backward pass, or keep activations
+                          ) -> int:
+    "Switch activation checkpointing of every `Recomputable` block of `model`; returns how many blocks it has."
+    blocks = [m for m in model.modules() if isinstance(m, Recomputable)]
+    for m in blocks: m.grad_checkpointing = on
+    return len(blocks)
+
 # %% ../nbs/06_models.ipynb #101c13aa
-class InPlaneResBlock(nn.Module):
+class InPlaneResBlock(Recomputable):
     "Two in-plane 3x3 convolutions (pre-activation BN, PReLU) plus the identity, on folded slices (N, C, H, W)."
     def __init__(self, channels: int, # input and output channels
                  dilation: int = 1, # of both 3x3 convolutions
@@ -61,7 +91,7 @@ class InPlaneResBlock(nn.Module):
         super().__init__()
         conv = lambda: nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
         self.body = nn.Sequential(*_norm_act(channels, norm), conv(), *_norm_act(channels, norm), conv())
-    def forward(self, x): return x + self.body(x)
+    def forward(self, x): return x + self.run(self.body, x)
 
 class FuseConv(nn.Module):
     "Through-plane [3,1,1] convolution on folded slices (B*K, C, H, W) -> (B*(K-2), C, H, W), or K slices with padding."
@@ -153,7 +183,7 @@ class BaseNet(nn.Module):
         return out
 
 # %% ../nbs/06_models.ipynb #7435c67d
-class ResUnit(nn.Module):
+class ResUnit(Recomputable):
     "Residual unit: `subunits` x (3x3 conv -> norm -> PReLU), the first with `stride`, plus a projection of the input."
     def __init__(self, cin: int, # input channels
                  cout: int, # output channels
@@ -169,7 +199,7 @@ class ResUnit(nn.Module):
         self.body = nn.Sequential(*layers)
         self.skip = (nn.Identity() if stride == 1 and cin == cout else
                      nn.Conv2d(cin, cout, 3 if stride > 1 else 1, stride, 1 if stride > 1 else 0))
-    def forward(self, x): return self.body(x) + self.skip(x)
+    def forward(self, x): return self.run(self.body, x) + self.skip(x)
 
 class UpUnit(nn.Sequential):
     "Transposed 3x3 convolution x2 (norm, PReLU), then a one-subunit residual unit."
@@ -220,7 +250,7 @@ class UNet(nn.Module):
         return out
 
 # %% ../nbs/06_models.ipynb #9660ce9a
-class VNetStage(nn.Module):
+class VNetStage(Recomputable):
     "n convolutions (BN, PReLU) with a residual connection."
     def __init__(self, channels: int, # input and output channels
                  n_convs: int, # convolutions in the stage
@@ -233,7 +263,7 @@ class VNetStage(nn.Module):
             layers += [nn.Conv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=False),
                        norm_layer(norm, channels, 3), nn.PReLU(channels)]
         self.convs = nn.Sequential(*layers)
-    def forward(self, x): return x + self.convs(x)
+    def forward(self, x): return x + self.run(self.convs, x)
 
 def _down3d(cin, cout, norm):
     return nn.Sequential(nn.Conv3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3), nn.PReLU(cout))

@@ -21,7 +21,7 @@ from .samples import SlabDataset, SliceDataset, PatchDataset, Augment, class_awa
 from .randomize import Randomize
 from .losses import JointLoss, dice_scores
 from .models import (MODELS, NORMS, make_model, model_spec, model_geometry, save_torch_file, load_torch_file,
-                             WeightsFileError)
+                             WeightsFileError, set_grad_checkpointing)
 from .predict import predict_volume
 from .adversarial import mix_adversarial
 from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_targets, save_cascade
@@ -29,9 +29,9 @@ from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_t
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'model_kwargs', 'build_model', 'make_dataset', 'epoch_order',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'model_from_checkpoint',
-           'load_model', 'dist_info', 'pick_device', 'autocast_for', 'pad_collate', 'validate', 'plot_history',
-           'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'end_epoch', 'check_replicas', 'fit', 'train',
-           'stage_configs_from', 'train_cascade']
+           'load_model', 'dist_info', 'pick_device', 'data_workers', 'autocast_for', 'pad_collate', 'validate',
+           'plot_history', 'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'end_epoch', 'check_replicas',
+           'fit', 'train', 'stage_configs_from', 'train_cascade']
 
 # %% ../nbs/10_train.ipynb #08dcc612
 @dataclass
@@ -73,7 +73,10 @@ class TrainConfig(Config):
     seed: int = setting(0, "seeds weights, sampling, augmentation and FGSM choices")
     device: str = setting('auto', "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
     amp: bool = setting(True, "automatic mixed precision on CUDA (ignored on CPU)")
-    num_workers: int = setting(0, "DataLoader worker processes")
+    num_workers: int = setting(-1, "DataLoader worker processes; -1 = auto: on CUDA up to 4 (one core left to the "
+                               "training process), on CPU none (workers take the cores the network runs on)")
+    grad_checkpointing: bool = setting(False, "recompute each residual block in the backward pass instead of keeping "
+                                       "its activations: same gradients, about half the memory of the base network")
     val_batch_size: int = setting(8, "slabs / slices per forward pass in validation")
 
     def __post_init__(self):
@@ -82,6 +85,7 @@ class TrainConfig(Config):
         self.patch = tuple(int(v) for v in np.broadcast_to(self.patch, 3))
         for k in ('epochs', 'batch_size', 'slab', 'val_batch_size'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, found {getattr(self, k)}")
+        if self.num_workers < -1: raise ValueError(f"num_workers must be -1 (auto) or >= 0, found {self.num_workers}")
         if self.crop < 0 or self.crop % 16:
             raise ValueError(f"crop must be 0 or a positive multiple of 16, found {self.crop}")
         if not 0 <= self.adv_fraction <= 1:
@@ -206,6 +210,15 @@ def pick_device(name: str = 'auto', # 'auto', 'cpu', 'cuda' or 'cuda:N'
         raise ValueError(f"device {name!r} asked for but CUDA is not available here; use 'auto' or 'cpu'")
     return torch.device(name)
 
+def data_workers(n: int, # the config's `num_workers`: -1 = auto
+                 device: torch.device, # where the training steps run
+                ) -> int:
+    "DataLoader workers: `n`, or for auto up to 4 on CUDA (one core per process left for training), none on CPU."
+    if n >= 0: return n
+    if device.type != 'cuda': return 0  # on a CPU, workers share the cores the network's threads already use
+    cores = (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    return max(0, min(4, cores - 1))
+
 def autocast_for(device: torch.device, # where the step runs
                  enabled: bool, # the config's `amp`
                 ):
@@ -215,7 +228,8 @@ def autocast_for(device: torch.device, # where the step runs
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=on)
 
 # %% ../nbs/10_train.ipynb #8766c443
-RESUME_MAY_CHANGE = ('epochs', 'device', 'num_workers', 'val_batch_size')  # a run may resume with other values of these
+# a run may resume with other values of these
+RESUME_MAY_CHANGE = ('epochs', 'device', 'num_workers', 'val_batch_size', 'grad_checkpointing')
 
 def _seed_of(*parts) -> int: return zlib.crc32('/'.join(map(str, parts)).encode())
 
@@ -414,6 +428,8 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
     rank, world, _ = dist_info()
     out, device = Path(out), pick_device(cfg.device)
     if world > 1 and not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    if set_grad_checkpointing(model, cfg.grad_checkpointing) == 0 and cfg.grad_checkpointing:
+        raise ValueError(f"grad_checkpointing: {type(model).__name__} has no recomputable blocks")
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler('cuda',
@@ -431,7 +447,8 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         if hasattr(dataset, 'set_epoch'): dataset.set_epoch(state.epoch)
         order = epoch_order(len(dataset), steps * cfg.batch_size * world, state.epoch, cfg.seed, weights)[rank::world]
         batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(steps)]
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state.step:], num_workers=cfg.num_workers,
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state.step:],
+                                             num_workers=data_workers(cfg.num_workers, device),
                                              collate_fn=pad_collate)
         bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", initial=state.step, total=steps,
                    disable=rank != 0 or not progress, leave=False)

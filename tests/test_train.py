@@ -1,5 +1,6 @@
 "Training across processes: a killed run resumes to the same weights; DDP with 2 gloo processes keeps them in sync."
 import json, os, signal, subprocess, sys, time
+import pytest
 import torch
 from brainseg.train import load_checkpoint
 
@@ -14,9 +15,19 @@ def brainseg(*args):
 def weights(path):
     return load_checkpoint(path)['model']
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    ref = subprocess.run(brainseg(*TRAIN, '--out', tmp_path / 'ref'), env=ENV, capture_output=True, text=True)
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    "The weights of the uninterrupted run, in one process, data loaded in it."
+    out = tmp_path_factory.mktemp('ref')
+    ref = subprocess.run(brainseg(*TRAIN, '--out', out, '--num-workers', '0'), env=ENV, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
+    return weights(out / 'last.pt')
+
+def same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a: assert torch.equal(a[k], b[k]), k
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, reference):
     out = tmp_path / 'killed'
     proc = subprocess.Popen(brainseg(*TRAIN, '--out', out), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -29,10 +40,17 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     resumed = subprocess.run(brainseg(*TRAIN, '--out', out), env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {out / 'last.pt'} at epoch {killed_at['epoch']}, step {killed_at['step']}" in resumed.stdout
-    a, b = weights(tmp_path / 'ref' / 'last.pt'), weights(out / 'last.pt')
-    assert a.keys() == b.keys()
-    for k in a: assert torch.equal(a[k], b[k]), k
+    same_weights(reference, weights(out / 'last.pt'))
     assert json.loads((out / 'history.json').read_text())[-1]['epoch'] == 3
+
+def test_data_workers_and_recomputed_blocks_give_the_same_weights(tmp_path, reference):
+    "Samples drawn in a worker process, and blocks recomputed in the backward pass, change nothing in the run."
+    r = subprocess.run(brainseg(*TRAIN, '--out', tmp_path, '--num-workers', '1', '--grad-checkpointing'), env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / 'config.json').read_text())
+    assert (cfg['num_workers'], cfg['grad_checkpointing']) == (1, True)
+    same_weights(reference, weights(tmp_path / 'last.pt'))
 
 def test_resume_with_another_config_is_refused(tmp_path):
     args = [*TRAIN[:TRAIN.index('--epochs')], '--epochs', '1', '--iters-per-epoch', '1', '--out', tmp_path]
