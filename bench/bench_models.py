@@ -2,7 +2,8 @@
 
 Each measurement runs in its own process (so peak resident memory is its own). Prints a table; asserts nothing.
 Rows: brainseg's U-Net, base network (batch norm, the paper's; `base_nchw`: the same network in the NCHW layout
-it used before it went channels-last; `base_inst`: instance norm, the trainer's default; `base_ckpt`: residual blocks
+it used before it went channels-last; `base_inst`: instance norm, the trainer's default, as a channels-last GroupNorm;
+`base_inst_nchw`: instance norm as it was before, InstanceNorm2d on NCHW features; `base_ckpt`: residual blocks
 recomputed in the backward pass, `grad_checkpointing`), base + class head,
 `base_compile` (base + class head under torch.compile; its gradients are checked against eager ones), V-Net, the
 cascade's three stage networks (each at the full size: an upper bound, later stages train on their region's box),
@@ -15,8 +16,8 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: about 27 GB
 import argparse, json, subprocess, sys, time, resource
 import torch
 
-MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_ckpt', 'base_inst', 'base_cls', 'base_compile', 'cascade',
-          'vnet', 'monai_vnet']
+MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_cls',
+          'base_compile', 'cascade', 'vnet', 'monai_vnet']
 DEFENDED = {'unet', 'monai_unet', 'base_nchw', 'base', 'base_cls', 'vnet'}  # also timed with FGSM
 
 class AllStages(torch.nn.Module):
@@ -48,6 +49,14 @@ def build(name):
         set_grad_checkpointing(net)
         return net, 'slab'
     if name == 'base_inst': return BaseNet(3, 9, class_head=False, norm='instance'), 'slab'
+    if name == 'base_inst_nchw':
+        net = BaseNet(3, 9, class_head=False, norm='instance')
+        for m in list(net.modules()):
+            for k, child in m.named_children():
+                if isinstance(child, torch.nn.GroupNorm):
+                    setattr(m, k, torch.nn.InstanceNorm2d(child.num_channels, affine=True))
+        net.channels_last = False
+        return net, 'slab'
     if name in ('base_cls', 'base_compile'): return BaseNet(3, 9, class_head=True), 'slab'
     if name == 'cascade':
         from brainseg.cascade import Cascade
@@ -173,7 +182,9 @@ def main():
               f"{by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
     for new, old, what in (('base', 'base_nchw', 'channels-last vs NCHW'),
-                           ('base_nchw', 'base_inst', 'batch norm (NCHW) vs instance norm'),
+                           ('base', 'base_inst', 'batch norm vs instance norm, both channels-last'),
+                           ('base_inst', 'base_inst_nchw',
+                            'instance norm, channels-last GroupNorm vs NCHW InstanceNorm2d'),
                            ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
                            ('base_compile', 'base_cls', 'torch.compile vs eager, class head on')):
         if (new, False) in by and (old, False) in by:
