@@ -449,6 +449,7 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         batches = [order[i * cfg.batch_size:(i + 1) * cfg.batch_size] for i in range(steps)]
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches[state.step:],
                                              num_workers=data_workers(cfg.num_workers, device),
+                                             pin_memory=device.type == 'cuda',
                                              collate_fn=pad_collate)
         bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", initial=state.step, total=steps,
                    disable=rank != 0 or not progress, leave=False)
