@@ -192,7 +192,7 @@ def main(argv=None):
                     continue
                 runs.append(r)
                 print(f"| {name} | {r['batch']} | {aug} | {w} | {r['first_s']:.2f} | {r['wait_s']:.3f} | "
-                      f"{r['work_s']:.3f} | {r['wait_share']:.0%} | {r['samples_s']:.1f} |")
+                      f"{r['work_s']:.3f} | {r['wait_share']:.0%} | {r['samples_s']:.3g} |")
 
     print("\nthe data pipeline must never be what a training step waits for (the trainer's default, num_workers -1: "
           "none on a CPU, up to 4 on CUDA; on a CPU workers share the cores the network runs on, so the samples/s of a "
@@ -210,7 +210,7 @@ def main(argv=None):
                   f"({rate / need:.1f}x); waiting " + ", ".join(f"{r['wait_share']:.0%} with {w}"
                                                                for w, r in sorted(by.items()))
                   + f" workers: {verdict} (below {WAIT_LIMIT:.0%} of a step); training samples/s "
-                  + ", ".join(f"{r['samples_s']:.1f} with {w}" for w, r in sorted(by.items())))
+                  + ", ".join(f"{r['samples_s']:.3g} with {w}" for w, r in sorted(by.items())))
     return runs
 
 

@@ -69,7 +69,7 @@ def run(name: str, quick: bool) -> dict:
 
 def report(results: list, quick: bool, command: str) -> str:
     "BENCHMARKS.md: the machine, the command, and each benchmark's output."
-    lines = ['# Benchmarks', '',
+    lines = [f"# Benchmarks, {'quick' if quick else 'full'} sizes", '',
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `{command}`"
              f"{' (quick sizes: read ratios, not absolute figures)' if quick else ''}; each benchmark ran in its own "
              "process, one after the other, its peer measured in the same run. Machines are shared and noisy: only "

@@ -25,7 +25,7 @@ NBS, BUILD, OUT = ROOT / 'nbs', ROOT / '_docs_build', ROOT / '_docs'
 EXECUTED, PROC, SRC = BUILD / 'executed', ROOT / '_proc', BUILD / 'src'
 SITE = 'https://brainseg.github.io/brainseg/'   # doc_host + doc_baseurl in settings.ini: nbdev's links point there
 SKIPPED = ('runs',)                              # papermill templates: run by grids, not pages of the site
-MARKDOWN_PAGES = ('RESULTS.md',)                 # measured results, kept in the repository
+MARKDOWN_PAGES = ('RESULTS.md', 'BENCHMARKS.md', 'BENCHMARKS-full.md')  # measured results, in the repository
 NOT_RUN = re.compile(r'^#\|\s*(slow|eval:\s*false)\s*$', re.M)
 OPTION = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 LINK = re.compile(r'\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)(\{[^}]*\})?')
@@ -247,7 +247,7 @@ def sphinx_notebook(nb, page: str, meta: dict, pages: set, targets: dict):
 
 
 def markdown_pages() -> list:
-    "Markdown files of the repository shown as pages (RESULTS.md), with the local files they link to."
+    "Markdown files of the repository shown as pages (results, benchmarks), with the local files they link to."
     pages = []
     for name in MARKDOWN_PAGES:
         text = (ROOT / name).read_text()
