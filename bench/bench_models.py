@@ -9,7 +9,7 @@ recomputed in the backward pass, `grad_checkpointing`), base + class head,
 cascade's three stage networks (each at the full size: an upper bound, later stages train on their region's box),
 MONAI's UNet and VNet.
 Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). After the table, `--memory-batch`
-slabs through `base_ckpt` (and through `base` with `--memory-plain`: about 27 GB at 240 x 240 and batch 8).
+slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimated 27 GB at 240 x 240, batch 8).
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """

@@ -1,4 +1,5 @@
-"Training across processes: a killed run resumes to the same weights; DDP with 2 gloo processes keeps them in sync."
+"""Training across processes: a killed run resumes to the same weights, as does a run that loads its data in a worker
+and recomputes its blocks in the backward pass; DDP with 2 gloo processes keeps them in sync."""
 import json, os, signal, subprocess, sys, time
 import pytest
 import torch
