@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from brainseg.data import (DatasetError, Fold, kfold, leave_one_out, load_dataset, load_folds, manifest_dataset,
                            mrbrains_dataset, preprocess, save_folds, to_network_layout, natural_key)
 from brainseg.samples import PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_weights, roi_presence
+from brainseg.randomize import Randomize
 from brainseg.train import epoch_order
 from brainseg.io import Subject, SubjectError, save_nifti
 from brainseg.labels import IGNORE_INDEX, SCORED, label
@@ -365,6 +366,16 @@ def test_augmentation_is_deterministic_by_seed_and_epoch(pps):
     torch.testing.assert_close(loaded[1], a[1]['image'])
 
 
+def test_randomized_samples_are_the_same_in_a_worker(pps):
+    "Randomized training loads its data in a worker by default: a sample must not depend on the process making it."
+    ds = SlabDataset(pps, k=5, margin=2, augment=Randomize(), seed=3)
+    ds.set_epoch(2)
+    loaded = next(iter(DataLoader(ds, batch_size=3, num_workers=1)))
+    for i in range(3):
+        torch.testing.assert_close(loaded['image'][i], ds[i]['image'], rtol=0, atol=0)
+        torch.testing.assert_close(loaded['target'][i], ds[i]['target'], rtol=0, atol=0)
+
+
 def test_class_aware_draws_oversample_the_rarest_class(pps):
     "The trainer's draws (`epoch_order` with `class_aware_weights`): rarest class oversampled, reproducible per epoch."
     ds = SliceDataset(pps)
@@ -390,7 +401,6 @@ def test_patch_centres_oversample_a_chosen_class(pps):
 
 def test_randomized_samples_are_reproducible_and_keep_the_target():
     "A randomized training dataset: the same (seed, epoch, index), the same sample; targets as without randomization."
-    from brainseg.randomize import Randomize
     from brainseg.template import make_template_subject
     items = [preprocess(make_template_subject(1, shape=(64, 64, 16), modalities=['T1']), normalize='percentile')]
     plain = SliceDataset(items, seed=3)
