@@ -195,8 +195,8 @@ def main(argv=None):
                       f"{r['work_s']:.3f} | {r['wait_share']:.0%} | {r['samples_s']:.3g} |")
 
     print("\nthe data pipeline must never be what a training step waits for (the trainer's default, num_workers -1: "
-          "none on a CPU, up to 4 on CUDA; on a CPU workers share the cores the network runs on, so the samples/s of a "
-          "whole step say whether they pay):")
+          "on a CPU one with randomize, else none; up to 4 on CUDA; on a CPU workers share the cores the network runs "
+          "on, so the samples/s of a whole step say whether they pay):")
     for name in a.models:
         for aug in ('augment', 'randomize'):
             by = {r['workers']: r for r in runs if r['model'] == name and r['augment'] == aug}
