@@ -18,15 +18,12 @@ import argparse, os, statistics, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
+from common import timed
 
 KINDS = {'slice': 'unet', 'slab': 'base', 'patch': 'vnet'}  # dataset kind -> the network that takes it
 AUGMENTS = ('none', 'augment', 'randomize')
 WAIT_RUNS = {'unet': 8, 'base': 2}  # network -> batch of the waiting runs (override with --batch)
 WAIT_LIMIT = 0.05  # share of a step spent in `next(loader)` above which the step waits for data
-
-
-def timed(fn):
-    t0 = time.perf_counter(); out = fn(); return out, time.perf_counter() - t0
 
 
 def median_time(fn, repeats: int) -> float:

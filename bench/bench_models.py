@@ -13,8 +13,9 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimate
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """
-import argparse, json, subprocess, sys, time, resource
+import argparse, json, subprocess, sys, time
 import torch
+from common import peak_mib
 
 MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_cls',
           'base_compile', 'cascade', 'vnet', 'monai_vnet']
@@ -116,7 +117,7 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     sync(); dt = (time.perf_counter() - t0) / steps
     params = sum(p.numel() for p in model.parameters())
     if device == 'cuda': peak = torch.cuda.max_memory_allocated() / 2**20
-    else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    else: peak = peak_mib()
     # FLOPs counted after the peak is read: under the counter, recomputed blocks keep their activations
     with FlopCounterMode(display=False) as fc:  # the counter cannot follow autograd.grad, nor a compiled network
         loss_fn(model(data['image']), data)[0].backward()

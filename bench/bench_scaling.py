@@ -14,9 +14,10 @@ same threads in all; the all-reduce of the gradients is timed alone afterwards, 
 On a machine shared with other work, OpenMP threads that spin while waiting for each other make multi-thread steps
 many times slower; `OMP_WAIT_POLICY=PASSIVE python bench/...` keeps such figures readable (the header shows the load).
 """
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
+from common import peak_mib
 
 FACTORS = ['depth', 'size', 'batch', 'subjects', 'ddp']
 FULL = dict(depths=(11, 19, 27, 35), sizes=(64, 128, 240), batches=(1, 2, 4, 8), subjects=(2, 4, 8), ref=128,
@@ -24,10 +25,6 @@ FULL = dict(depths=(11, 19, 27, 35), sizes=(64, 128, 240), batches=(1, 2, 4, 8),
 QUICK = dict(depths=(11, 19, 27, 35), sizes=(64, 96, 128), batches=(1, 2, 4, 8), subjects=(2, 4, 8), ref=64,
              subject_size=64, base_batch=1, unet_batch=8, ddp_batch=8, steps=2)
 SLICES_LOST = 8  # the base network without fuse padding: 19 slices in, 11 out
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def config(model: str, **kw):

@@ -3,10 +3,8 @@ call, and phantoms of the same size as the peer. Prints figures; asserts nothing
     python bench/bench_template.py                      # 10 subjects, 240 x 240 x 48
     python bench/bench_template.py --n 4 --shape 96 96 24
 """
-import argparse, tempfile, time
-
-def timed(fn):
-    t0 = time.perf_counter(); out = fn(); return out, time.perf_counter() - t0
+import argparse, tempfile
+from common import timed
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
