@@ -1,13 +1,13 @@
 """Training-step throughput, peak memory and achieved GFLOP/s of brainseg's networks next to MONAI's UNet and VNet.
 
 Each measurement runs in its own process (so peak resident memory is its own). Prints a table; asserts nothing.
-Rows: brainseg's U-Net, base network (batch norm, the paper's; `base_nchw`: the same network in the NCHW layout
-it used before it went channels-last; `base_inst`: instance norm, the trainer's default, as a channels-last GroupNorm;
+Rows: brainseg's U-Net, base network (batch norm, the paper's: NCHW, as PyTorch's channels-last batch norm sums in
+float32 on a CPU; `base_inst`: instance norm, the trainer's default, as a channels-last GroupNorm;
 `base_inst_nchw`: instance norm as it was before, InstanceNorm2d on NCHW features; `base_ckpt`: residual blocks
-recomputed in the backward pass, `grad_checkpointing`), base + class head,
-`base_compile` (base + class head under torch.compile; its gradients are checked against eager ones), V-Net, the
-cascade's three stage networks (each at the full size: an upper bound, later stages train on their region's box),
-MONAI's UNet and VNet.
+recomputed in the backward pass, `grad_checkpointing`), base + class head, V-Net, the cascade's three stage networks
+(each at the full size: an upper bound, later stages train on their region's box), MONAI's UNet and VNet.
+`X_compile`: network X under torch.compile, as the trainer's `compile` runs it, its gradients checked against eager
+ones (`train.check_compiled`).
 Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). After the table, `--memory-batch`
 slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimated 27 GB at 240 x 240, batch 8).
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
@@ -17,9 +17,10 @@ import argparse, json, subprocess, sys, time
 import torch
 from common import peak_mib
 
-MODELS = ['unet', 'monai_unet', 'base_nchw', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_cls',
-          'base_compile', 'cascade', 'vnet', 'monai_vnet']
-DEFENDED = {'unet', 'monai_unet', 'base_nchw', 'base', 'base_cls', 'vnet'}  # also timed with FGSM
+MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
+          'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_compile', 'monai_vnet']
+DEFENDED = {'unet', 'unet_compile', 'monai_unet', 'base', 'base_cls', 'base_cls_compile', 'vnet', 'vnet_compile'}
+# (also timed with FGSM)
 
 class AllStages(torch.nn.Module):
     "The cascade's stage networks on the same input, outputs concatenated: one step trains all three."
@@ -35,16 +36,13 @@ class AsDict(torch.nn.Module):
 
 def build(name):
     from brainseg.models import UNet, BaseNet, VNet, set_grad_checkpointing
+    if name.endswith('_compile'): return build(name.removesuffix('_compile'))
     if name == 'unet': return UNet(3, 9), 'slice'
     if name == 'unet4': return UNet(3, 9, features=(32, 64, 128, 256)), 'slice'
     if name == 'monai_unet':
         from monai.networks.nets import UNet as MonaiUNet
         return AsDict(MonaiUNet(2, 3, 9, channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units=2)), 'slice'
     if name == 'base': return BaseNet(3, 9, class_head=False), 'slab'
-    if name == 'base_nchw':
-        net = BaseNet(3, 9, class_head=False)
-        net.channels_last = False
-        return net, 'slab'
     if name == 'base_ckpt':
         net = BaseNet(3, 9, class_head=False)
         set_grad_checkpointing(net)
@@ -58,7 +56,7 @@ def build(name):
                     setattr(m, k, torch.nn.InstanceNorm2d(child.num_channels, affine=True))
         net.channels_last = False
         return net, 'slab'
-    if name in ('base_cls', 'base_compile'): return BaseNet(3, 9, class_head=True), 'slab'
+    if name == 'base_cls': return BaseNet(3, 9, class_head=True), 'slab'
     if name == 'cascade':
         from brainseg.cascade import Cascade
         return AllStages(Cascade().nets), 'slab'
@@ -78,21 +76,12 @@ def make_batch(kind, batch, size, device, n_rois=8):
     roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (n_rois,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
 
-def gradient_error(model, compiled, data, loss_fn):
-    "Largest relative difference between the compiled network's parameter gradients and eager ones (same batch)."
-    grads = []
-    for net in (model, compiled):
-        model.zero_grad(set_to_none=True)
-        loss_fn(net(data['image']), data)[0].backward()
-        grads.append([p.grad.clone() for p in model.parameters()])
-    model.zero_grad(set_to_none=True)
-    return max(float((b - a).abs().max() / a.abs().max().clamp_min(1e-12)) for a, b in zip(*grads))
-
 def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     "Run in a child process: time training steps of one model, return figures."
     from torch.utils.flop_counter import FlopCounterMode
     from brainseg.losses import JointLoss
     from brainseg.adversarial import mix_adversarial
+    from brainseg.train import check_compiled
     torch.manual_seed(0)
     model, kind = build(name)
     model = model.to(device).train()
@@ -104,10 +93,10 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     if name.endswith('_compile'):
         net = torch.compile(model)
         t0 = time.perf_counter()
-        extra['grad_err'] = gradient_error(model, net, data, loss_fn)
+        extra['grad_gap'] = check_compiled(model, net, data, loss_fn, tol=float('inf'))
         extra['compile_s'] = time.perf_counter() - t0
     def step(defended=defended):
-        b = mix_adversarial(model, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
+        b = mix_adversarial(net, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
         loss, _ = loss_fn(net(b['image']), b)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     step()  # warm-up
@@ -182,21 +171,22 @@ def main():
         print("  brainseg UNet / MONAI UNet throughput: "
               f"{by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
               f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
-    for new, old, what in (('base', 'base_nchw', 'channels-last vs NCHW'),
-                           ('base', 'base_inst', 'batch norm vs instance norm, both channels-last'),
+    for new, old, what in (('base', 'base_inst', 'batch norm (NCHW) vs instance norm (channels-last)'),
                            ('base_inst', 'base_inst_nchw',
                             'instance norm, channels-last GroupNorm vs NCHW InstanceNorm2d'),
                            ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
-                           ('base_compile', 'base_cls', 'torch.compile vs eager, class head on')):
-        if (new, False) in by and (old, False) in by:
-            print(f"  {new} / {old} throughput ({what}): "
-                  f"{by[new, False]['slices_per_s'] / by[old, False]['slices_per_s']:.2f}x")
-    if ('base_compile', False) in by:
-        r = by['base_compile', False]
-        print(f"  base_compile: first call (compiling) {r['compile_s']:.0f} s; largest relative gradient difference "
-              f"from eager on the same batch: {r['grad_err']:.1e} "
-              f"({'agrees' if r['grad_err'] < 0.05 else 'WRONG GRADIENTS: not offered by the trainer'}, float32 "
-              "rounding stays far below the threshold 0.05)")
+                           *((f'{m}_compile', m, 'torch.compile vs eager')
+                             for m in ('unet', 'base_inst', 'base_cls', 'vnet'))):
+        for defended in (False, True):
+            if (new, defended) in by and (old, defended) in by:
+                print(f"  {new} / {old} throughput ({what}{', FGSM' if defended else ''}): "
+                      f"{by[new, defended]['slices_per_s'] / by[old, defended]['slices_per_s']:.2f}x")
+    for m in a.only:
+        if (m, False) in by and 'grad_gap' in by[m, False]:
+            r = by[m, False]
+            print(f"  {m}: first call (compiling, checking) {r['compile_s']:.0f} s; relative gradient difference from "
+                  f"eager on the same batch: {r['grad_gap']['parameters']:.1e} (parameters), "
+                  f"{r['grad_gap']['input']:.1e} (input) (the trainer refuses more than 5e-2)")
     for m in a.only:
         if (m, False) in by and (m, True) in by:
             print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "

@@ -124,6 +124,12 @@ def _crop_slices(x, batch, k):
     start = (x.shape[1] - k) // 2
     return x[:, start:start + k].reshape(-1, *x.shape[2:])
 
+# Under torch.compile (inductor, torch 2.13, CPU), the backward of bilinear upsampling (an index_put accumulation)
+# was scheduled after the kernel that reads its result, in the graph of this network with its class head: the heads
+# before it got zero gradients. Eager, this is F.interpolate; compiled, it stays out of the graph.
+@torch.compiler.disable
+def _upsample(x, size): return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
 # %% ../nbs/06_models.ipynb #d1d121f5
 class BaseNet(nn.Module):
     "Anisotropic 2.5D residual network with multi-scale heads and an optional slice classification head."
@@ -139,9 +145,9 @@ class BaseNet(nn.Module):
         if min(in_channels, n_classes, features) < 1 or n_classes < 2:
             raise ValueError("need in_channels >= 1, n_classes >= 2, features >= 1; found "
                              f"{in_channels}, {n_classes}, {features}")
-        f, self.in_channels, self.fuse_padding = features, in_channels, fuse_padding
+        f, self.in_channels, self.fuse_padding, self.norm = features, in_channels, fuse_padding, norm
         # oneDNN's convolutions run ~1.5x faster on channels-last features, which both norms keep
-        # (bench/bench_models.py measures this layout against NCHW)
+        # (bench/bench_models.py measures this layout against NCHW); but see `forward` for batch norm
         self.channels_last = True
         self.stem = nn.Conv2d(in_channels, f, 3, padding=1, bias=False)
         self.stage1 = _Stage(f, (1, 1), fuse_padding, norm)
@@ -173,12 +179,17 @@ class BaseNet(nn.Module):
         b, c, k, h, w = x.shape
         k_out = k - self.slices_lost
         x = x.transpose(1, 2).reshape(b * k, c, h, w)  # fold slices into the batch
-        if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
+        # PyTorch's eager CPU batch norm sums channels-last features in float32: at 240 x 240 this network's
+        # gradients came out 8.6% off a float64 reference (0.16% in NCHW). Training batch norm on a CPU stays NCHW,
+        # unless compiled (torch.compile computes batch norm itself: 0.25% off)
+        exact_bn = (self.norm == 'batch' and self.training and x.device.type == 'cpu'
+                    and not torch.compiler.is_compiling())
+        if self.channels_last and not exact_bn: x = x.contiguous(memory_format=torch.channels_last)
         f1 = self.stage1(self.stem(x), b)
         f2 = self.stage2(self.down1(f1), b)
         f3 = self.stage3(self.down2(f2), b)
         f4 = self.stage4(f3, b)
-        up = lambda p: F.interpolate(_crop_slices(p, b, k_out), size=(h, w), mode='bilinear', align_corners=False)
+        up = lambda p: _upsample(_crop_slices(p, b, k_out), (h, w))
         seg = self.fuse_heads(torch.cat([up(self.pred2(f2)), up(self.pred3(f3)), up(self.pred4(f4))], 1))
         out = {'seg': seg.reshape(b, k_out, -1, h, w).transpose(1, 2)}
         if self.cls is not None: out['cls'] = self.cls(f4).reshape(b, k_out, -1)

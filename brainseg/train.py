@@ -21,17 +21,17 @@ from .samples import SlabDataset, SliceDataset, PatchDataset, Augment, class_awa
 from .randomize import Randomize
 from .losses import JointLoss, dice_scores
 from .models import (MODELS, NORMS, make_model, model_spec, model_geometry, save_torch_file, load_torch_file,
-                             WeightsFileError, set_grad_checkpointing)
+                             WeightsFileError, set_grad_checkpointing, frozen_buffers)
 from .predict import predict_volume
-from .adversarial import mix_adversarial
+from .adversarial import mix_adversarial, input_gradient
 from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_targets, save_cascade
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'model_kwargs', 'build_model', 'make_dataset', 'epoch_order',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'model_from_checkpoint',
            'load_model', 'dist_info', 'pick_device', 'data_workers', 'autocast_for', 'pad_collate', 'validate',
-           'plot_history', 'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'end_epoch', 'check_replicas',
-           'fit', 'train', 'stage_configs_from', 'train_cascade']
+           'plot_history', 'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'check_compiled', 'end_epoch',
+           'check_replicas', 'fit', 'train', 'stage_configs_from', 'train_cascade']
 
 # %% ../nbs/10_train.ipynb #08dcc612
 @dataclass
@@ -78,6 +78,9 @@ class TrainConfig(Config):
                                "the network runs on)")
     grad_checkpointing: bool = setting(False, "recompute each residual block in the backward pass instead of keeping "
                                        "its activations: same gradients, about half the memory of the base network")
+    compile: bool = setting(False, "torch.compile the network for the training steps (and FGSM): fused kernels, "
+                            "the same function; its gradients are checked against eager ones before training. "
+                            "Needs a C++ compiler on a CPU; compiling takes about a minute")
     val_batch_size: int = setting(8, "slabs / slices per forward pass in validation")
 
     def __post_init__(self):
@@ -95,6 +98,9 @@ class TrainConfig(Config):
             raise ValueError(f"need eps >= 0 and lr > 0, found eps={self.eps}, lr={self.lr}")
         if not 0 <= self.synth_fraction <= 1:
             raise ValueError(f"synth_fraction must lie in [0, 1], found {self.synth_fraction}")
+        if self.compile and self.grad_checkpointing:
+            raise ValueError("compile and grad_checkpointing cannot be combined: torch.compile does not trace the "
+                             "recomputed blocks (they restore their batch-norm statistics); choose one")
         if self.randomize and self.normalize != 'percentile':
             raise ValueError(f"randomize needs normalize='percentile' (what it scales its images by), "
                              f"found normalize={self.normalize!r}")
@@ -233,7 +239,7 @@ def autocast_for(device: torch.device, # where the step runs
 
 # %% ../nbs/10_train.ipynb #8766c443
 # a run may resume with other values of these
-RESUME_MAY_CHANGE = ('epochs', 'device', 'num_workers', 'val_batch_size', 'grad_checkpointing')
+RESUME_MAY_CHANGE = ('epochs', 'device', 'num_workers', 'val_batch_size', 'grad_checkpointing', 'compile')
 
 def _seed_of(*parts) -> int: return zlib.crc32('/'.join(map(str, parts)).encode())
 
@@ -376,6 +382,32 @@ def train_epoch(net: nn.Module, # the network to call: the model, or its DDP wra
         if bar is not None: bar.set_postfix(loss=f"{state.sums['loss'] / state.sums['n']:.3f}")
         if save and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps: save()
 
+# %% ../nbs/10_train.ipynb #f2b123f9
+def check_compiled(model: nn.Module, # the network, eager
+                   compiled, # the same network compiled (`torch.compile(model)`)
+                   batch: dict, # a batch of the run's shape: 'image', 'target' and, for a class head, 'roi'
+                   loss_fn: nn.Module, # the run's loss
+                   tol: float = 5e-2, # largest relative difference allowed
+                  ) -> dict:
+    "Relative L2 difference between the loss gradients through `compiled` and `model`; raises when one exceeds `tol`."
+    params = [p for p in model.parameters() if p.requires_grad]
+    def param_grads(net):  # what a training step computes
+        with frozen_buffers(model):
+            loss, _ = loss_fn(net(batch['image']), batch)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
+    gap = {}
+    for what, grads in (('parameters', param_grads), ('input', lambda net: input_gradient(net, batch['image'], batch,
+                                                                                         loss_fn))):
+        eager, comp = grads(model).float(), grads(compiled).float()
+        gap[what] = float((comp - eager).norm() / eager.norm().clamp_min(torch.finfo(torch.float32).tiny))
+    bad = {k: v for k, v in gap.items() if not v <= tol}
+    if bad:
+        raise RuntimeError(f"the compiled {type(model).__name__} gives other gradients than the eager one on a batch "
+                           f"of shape {tuple(batch['image'].shape)}: relative difference {bad}, more than {tol} "
+                           f"(torch {torch.__version__}); train without compile")
+    return gap
+
 # %% ../nbs/10_train.ipynb #f8a4ac93
 def end_epoch(model: nn.Module, # the network
               val: list, # validation volumes [(id, image, target)], network layout; may be empty
@@ -445,7 +477,16 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         state = resume_state(out / 'last.pt', cfg, model, opt, scaler, device)
         if rank == 0: log(f"resumed from {out / 'last.pt'} at epoch {state.epoch}, step {state.step}")
     if rank == 0: _log_start(model, dataset, cfg, out, device, world, steps, log)
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = model
+    if cfg.compile:
+        net = torch.compile(model.train())
+        probe = _to(pad_collate([dataset[i] for i in range(min(len(dataset), cfg.batch_size))]), device)
+        t0 = time.time()
+        with autocast_for(device, cfg.amp):
+            gap = check_compiled(model, net, probe, loss_fn)
+        if rank == 0: log(f"compiled in {time.time() - t0:.0f} s; gradients agree with eager ones to "
+                          f"{gap['parameters']:.1e} (parameters), {gap['input']:.1e} (input)")
+    if world > 1: net = nn.parallel.DistributedDataParallel(net)
     save = lambda path: save_checkpoint(path, **checkpoint_state(cfg, model, opt, scaler, state))
     while state.epoch < cfg.epochs:
         if hasattr(dataset, 'set_epoch'): dataset.set_epoch(state.epoch)

@@ -1,6 +1,7 @@
 """Training across processes: a killed run resumes to the same weights, as does a run that loads its data in a worker
-and recomputes its blocks in the backward pass; DDP with 2 gloo processes keeps them in sync."""
-import json, os, signal, subprocess, sys, time
+and recomputes its blocks in the backward pass; a compiled run trains as the eager one; DDP with 2 gloo processes
+keeps them in sync."""
+import json, os, shutil, signal, subprocess, sys, time
 import pytest
 import torch
 from brainseg.train import load_checkpoint
@@ -17,12 +18,17 @@ def weights(path):
     return load_checkpoint(path)['model']
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory):
-    "The weights of the uninterrupted run, in one process, data loaded in it."
+def reference_run(tmp_path_factory):
+    "The folder of the uninterrupted run, in one process, data loaded in it."
     out = tmp_path_factory.mktemp('ref')
     ref = subprocess.run(brainseg(*TRAIN, '--out', out, '--num-workers', '0'), env=ENV, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
-    return weights(out / 'last.pt')
+    return out
+
+@pytest.fixture(scope='module')
+def reference(reference_run):
+    "The weights of the uninterrupted run."
+    return weights(reference_run / 'last.pt')
 
 def same_weights(a, b):
     assert a.keys() == b.keys()
@@ -52,6 +58,16 @@ def test_data_workers_and_recomputed_blocks_give_the_same_weights(tmp_path, refe
     cfg = json.loads((tmp_path / 'config.json').read_text())
     assert (cfg['num_workers'], cfg['grad_checkpointing']) == (1, True)
     same_weights(reference, weights(tmp_path / 'last.pt'))
+
+@pytest.mark.skipif(shutil.which(os.environ.get('CXX', 'g++')) is None, reason='torch.compile needs a C++ compiler')
+def test_compiled_run_trains_as_the_eager_one(tmp_path, reference_run):
+    "`--compile` (about 2 minutes here): gradients checked before training, then the losses of the eager run."
+    r = subprocess.run(brainseg(*TRAIN, '--out', tmp_path, '--compile'), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'gradients agree with eager ones' in r.stdout
+    history = [json.loads((run / 'history.json').read_text()) for run in (reference_run, tmp_path)]
+    for eager, compiled in zip(*history):  # float32 rounding: 4e-4 apart after 3 epochs
+        assert abs(compiled['loss'] - eager['loss']) < 5e-3 * eager['loss'], (eager, compiled)
 
 def test_resume_with_another_config_is_refused(tmp_path):
     args = [*TRAIN[:TRAIN.index('--epochs')], '--epochs', '1', '--iters-per-epoch', '1', '--out', tmp_path]
