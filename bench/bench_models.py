@@ -6,6 +6,8 @@ float32 on a CPU; `base_inst`: instance norm, the trainer's default, as a channe
 `base_inst_nchw`: instance norm as it was before, InstanceNorm2d on NCHW features; `base_ckpt`: residual blocks
 recomputed in the backward pass, `grad_checkpointing`), base + class head, V-Net, the cascade's three stage networks
 (each at the full size: an upper bound, later stages train on their region's box), MONAI's UNet and VNet.
+`vnet_im2col`: the V-Net with PyTorch's own choice of 3D convolution backend (`nn.Conv3d`), which sends its deeper
+levels to a one-thread im2col path at a batch of one; `vnet` keeps them on oneDNN (`models.Conv3d`).
 `X_compile`: network X under torch.compile, as the trainer's `compile` runs it, its gradients checked against eager
 ones (`train.check_compiled`).
 Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). After the table, `--memory-batch`
@@ -18,7 +20,7 @@ import torch
 from common import peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
-          'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_compile', 'monai_vnet']
+          'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
 DEFENDED = {'unet', 'unet_compile', 'monai_unet', 'base', 'base_cls', 'base_cls_compile', 'vnet', 'vnet_compile'}
 # (also timed with FGSM)
 
@@ -61,6 +63,11 @@ def build(name):
         from brainseg.cascade import Cascade
         return AllStages(Cascade().nets), 'slab'
     if name == 'vnet': return VNet(3, 9, kernel_size=3), 'volume'
+    if name == 'vnet_im2col':
+        net = VNet(3, 9, kernel_size=3)
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv3d): m.__class__ = torch.nn.Conv3d
+        return net, 'volume'
     if name == 'monai_vnet':
         from monai.networks.nets import VNet as MonaiVNet
         # MONAI's VNet needs in_channels to divide 16: a 1x1x1 convolution takes the 3 modalities to 4 channels
@@ -175,6 +182,7 @@ def main():
                            ('base_inst', 'base_inst_nchw',
                             'instance norm, channels-last GroupNorm vs NCHW InstanceNorm2d'),
                            ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
+                           ('vnet', 'vnet_im2col', '3D convolutions on oneDNN vs PyTorch\'s choice at batch 1'),
                            *((f'{m}_compile', m, 'torch.compile vs eager')
                              for m in ('unet', 'base_inst', 'base_cls', 'vnet'))):
         for defended in (False, True):

@@ -18,8 +18,8 @@ from .io import atomic_path
 
 # %% auto #0
 __all__ = ['NORMS', 'GEOMETRIES', 'MODELS', 'SliceClassHead', 'norm_layer', 'frozen_buffers', 'Recomputable',
-           'set_grad_checkpointing', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'ResUnit', 'UpUnit', 'UNet', 'VNetStage',
-           'VNet', 'ModelSpec', 'register_model', 'model_spec', 'make_model', 'spec_of', 'model_geometry',
+           'set_grad_checkpointing', 'Conv3d', 'InPlaneResBlock', 'FuseConv', 'BaseNet', 'ResUnit', 'UpUnit', 'UNet',
+           'VNetStage', 'VNet', 'ModelSpec', 'register_model', 'model_spec', 'make_model', 'spec_of', 'model_geometry',
            'WeightsFileError', 'save_torch_file', 'load_torch_file']
 
 # %% ../nbs/06_models.ipynb #09315238
@@ -83,6 +83,31 @@ def set_grad_checkpointing(model: nn.Module, # a network
     for m in blocks: m.grad_checkpointing = on
     return len(blocks)
 
+# %% ../nbs/06_models.ipynb #9151f697
+_ONEDNN_MIN = 20480  # PyTorch's threshold on N * C * D * H below which a batch of one skips oneDNN
+
+def _im2col_bound(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    "Would PyTorch run this CPU 3D convolution on its one-thread im2col path (`ConvParams::use_mkldnn` says no)?"
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 5 and x.shape[0] == 1
+            and groups == 1 and not (weight.shape[-1] > 3 and weight.shape[-2] > 3)
+            and x.shape[1] * x.shape[2] * x.shape[3] <= _ONEDNN_MIN)
+
+class Conv3d(nn.Conv3d):
+    "`nn.Conv3d` that keeps a batch of one on oneDNN on a CPU, by reordering the spatial axes (see above)."
+    def _conv_forward(self, x, weight, bias):
+        if self.padding_mode != 'zeros' or isinstance(self.padding, str) or not _im2col_bound(x, weight, self.groups):
+            return super()._conv_forward(x, weight, bias)
+        order = sorted(range(3), key=lambda a: -x.shape[2 + a])  # spatial axes, largest first
+        if x.shape[1] * x.shape[2 + order[0]] * x.shape[2 + order[1]] <= _ONEDNN_MIN:  # too small to matter
+            return super()._conv_forward(x, weight, bias)
+        to = (0, 1, *(2 + a for a in order))
+        back = (0, 1, *(2 + order.index(a) for a in range(3)))
+        pick = lambda v: [v[a] for a in order]
+        cl = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+        y = F.conv3d(x.permute(to), weight.permute(to), bias, pick(self.stride), pick(self.padding),
+                     pick(self.dilation), self.groups).permute(back)
+        return y.contiguous(memory_format=torch.channels_last_3d if cl else torch.contiguous_format)
+
 # %% ../nbs/06_models.ipynb #101c13aa
 class InPlaneResBlock(Recomputable):
     "Two in-plane 3x3 convolutions (pre-activation BN, PReLU) plus the identity, on folded slices (N, C, H, W)."
@@ -103,7 +128,7 @@ class FuseConv(nn.Module):
                 ):
         super().__init__()
         self.act = nn.Sequential(*_norm_act(channels, norm))
-        self.conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(int(padding), 0, 0), bias=False)
+        self.conv = Conv3d(channels, channels, (3, 1, 1), padding=(int(padding), 0, 0), bias=False)
 
     def forward(self, x, batch: int):
         v = self.act(x).reshape(batch, -1, *x.shape[1:]).transpose(1, 2)  # (B, C, K, H, W)
@@ -273,13 +298,13 @@ class VNetStage(Recomputable):
         super().__init__()
         layers = []
         for _ in range(n_convs):
-            layers += [nn.Conv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=False),
+            layers += [Conv3d(channels, channels, kernel_size, padding=kernel_size // 2, bias=False),
                        norm_layer(norm, channels, 3), nn.PReLU(channels)]
         self.convs = nn.Sequential(*layers)
     def forward(self, x): return x + self.run(self.convs, x)
 
 def _down3d(cin, cout, norm):
-    return nn.Sequential(nn.Conv3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3), nn.PReLU(cout))
+    return nn.Sequential(Conv3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3), nn.PReLU(cout))
 def _up3d(cin, cout, norm):
     return nn.Sequential(nn.ConvTranspose3d(cin, cout, 2, stride=2, bias=False), norm_layer(norm, cout, 3),
                          nn.PReLU(cout))
@@ -299,14 +324,14 @@ class VNet(nn.Module):
             raise ValueError(f"need positive in_channels, n_classes, features and an odd kernel_size; found "
                              f"{in_channels}, {n_classes}, {features}, {kernel_size}")
         f = [features * 2 ** i for i in range(5)]  # 16, 32, 64, 128, 256
-        self.inc = nn.Sequential(nn.Conv3d(in_channels, f[0], 1, bias=False), norm_layer(norm, f[0], 3), nn.PReLU(f[0]))
+        self.inc = nn.Sequential(Conv3d(in_channels, f[0], 1, bias=False), norm_layer(norm, f[0], 3), nn.PReLU(f[0]))
         self.enc = nn.ModuleList([VNetStage(f[k], n, kernel_size, norm) for k, n in enumerate((1, 2, 3, 3))])
         self.downs = nn.ModuleList(_down3d(a, b, norm) for a, b in zip(f[:4], f[1:]))
         self.bottom = VNetStage(f[4], 3, kernel_size, norm)
         self.ups = nn.ModuleList(_up3d(f[i + 1], f[i], norm) for i in (3, 2, 1, 0))
-        self.merge = nn.ModuleList(nn.Conv3d(2 * f[i], f[i], 1, bias=False) for i in (3, 2, 1, 0))
+        self.merge = nn.ModuleList(Conv3d(2 * f[i], f[i], 1, bias=False) for i in (3, 2, 1, 0))
         self.dec = nn.ModuleList(VNetStage(f[i], n, kernel_size, norm) for i, n in zip((3, 2, 1, 0), (3, 3, 2, 1)))
-        self.outc = nn.Conv3d(f[0], n_classes, 1)
+        self.outc = Conv3d(f[0], n_classes, 1)
         self.cls = SliceClassHead(f[4], n_rois) if class_head else None
 
     def forward(self, x):
