@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from functools import partial
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from monai.inferers import sliding_window_inference
 from monai.networks.nets import UNet as MonaiUNet
 from monai.transforms import NormalizeIntensity
@@ -30,6 +31,7 @@ from brainseg.infer import load_predictor, predict_subject
 from brainseg.io import Subject
 from brainseg.phantom import make_phantom
 from brainseg.train import TrainConfig, build_model
+from common import gemm_gflops
 
 MODELS = ['unet', 'base', 'vnet', 'cascade', 'pretrained']
 WINDOWS = ('slices', 'roi3d')  # MONAI's two ways over the slices
@@ -137,6 +139,18 @@ def goal_lines(rows, peer, a):
             f"goal >= {GOAL_RATIO:g}x faster than the MONAI path ({peer['s']:.2f} s): "
             + (f"NOT MET ({', '.join(few)})" if few else "met")]
 
+def forward_gflop(model, subject, batch_size):
+    "GFLOP of the network's passes over one volume as `predict_subject` runs them (convolutions, matrix products)."
+    with FlopCounterMode(display=False) as fc: predict_subject(model, subject, batch_size=batch_size)
+    return fc.get_total_flops() / 1e9
+
+def floor_lines(gflop, gemm):
+    "Per single network: its FLOPs per volume, and the seconds they take at the GEMM rate."
+    if not gflop: return []
+    return [f"FLOPs per volume and the time they take at the fp32 GEMM rate measured in this run ({gemm:.0f} GFLOP/s), "
+            "which convolutions computed as matrix products (oneDNN's, MONAI's) do not beat: "
+            + ', '.join(f"{k} {g:.0f} GFLOP -> {g / gemm:.2f} s" for k, g in gflop.items())]
+
 def brainseg_path(model, subject, batch_size, spent, grids):
     "`predict_subject`, as users call it, with the time of its steps added to `spent`."
     with timed_parts(spent, grids): return predict_subject(model, subject, batch_size=batch_size)
@@ -165,13 +179,14 @@ def main():
     a = p.parse_args()
     if a.repeats < 1 or a.batch_size < 1: p.error("--repeats and --batch-size must be >= 1")
     torch.set_num_threads(a.threads)
+    gemm = gemm_gflops(a.device)
     t0 = time.perf_counter()
     phantom = make_phantom(0, shape=(a.size, a.size, a.depth))
     subject = Subject(phantom.id, phantom.images, phantom.affine)  # images only, as a user's scan
     print(f"{subject} (made in {time.perf_counter() - t0:.1f} s); device {a.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"batch {a.batch_size}; median of {a.repeats} after 1 warm-up, models taking turns")
-    runs, params, made, first = {}, {}, [], {}
+    runs, params, made, first, gflop = {}, {}, [], {}, {}
     with torch.inference_mode():
         net = monai_unet().to(a.device)
         net(torch.zeros(a.batch_size, 3, a.size, a.size, device=a.device))  # its first call sets up its kernels
@@ -190,6 +205,7 @@ def main():
             runs[name], params[name] = partial(brainseg_path, model, subject, a.batch_size), n_params(model)
             made.append(f"{name}: {how}")
             runs[name]({}, [])
+            if name in SINGLE: gflop[name] = forward_gflop(model, subject, a.batch_size)
         rows = timed_rounds(runs, a.repeats)
     for name, r in rows.items(): r['params'] = params[name]
     peer_name = min((f"monai_unet {w}" for w in a.windows), key=lambda k: rows[k]['s'])
@@ -214,6 +230,6 @@ def main():
         print(f"brainseg UNet's network / MONAI UNet's network on the same box: "
               f"{mine['network'] / rows['unet']['network']:.2f}x faster "
               f"({rows['unet']['network']:.2f} s vs {mine['network']:.2f} s)")
-    for line in goal_lines(rows, peer, a): print(line)
+    for line in floor_lines(gflop, gemm) + goal_lines(rows, peer, a): print(line)
 
 if __name__ == '__main__': main()

@@ -17,7 +17,7 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimate
 """
 import argparse, json, subprocess, sys, time
 import torch
-from common import peak_mib
+from common import gemm_gflops, peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
           'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
@@ -121,15 +121,6 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     return dict(model=name, defended=defended, params_M=params / 1e6, step_s=dt, slices_per_s=n_slices / dt,
                 gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak,
                 **extra)
-
-def gemm_gflops(device, n=2048, reps=5):
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    if device == 'cuda': torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps): a @ b
-    if device == 'cuda': torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
