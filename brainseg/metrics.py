@@ -119,7 +119,7 @@ def _p95(src: _Boundaries, dst: _Boundaries, k: int, affine: np.ndarray) -> floa
     dist, todo, at, j, block = np.full(n, np.inf), np.arange(n), flat, 0, 1
     while n - len(todo) <= need and j < len(steps):
         end = min(j + block, len(steps))
-        hit = dst.grid[at[:, None] + steps[None, j:end]] == k  # (unresolved, block): on dst's boundary?
+        hit = dst.grid.take(at[:, None] + steps[None, j:end]) == k  # (unresolved, block): on dst's boundary?
         first = hit.argmax(1)
         found = hit[np.arange(len(at)), first]
         dist[todo[found]] = length[j + first[found]]  # first hit = shortest offset = nearest distance
