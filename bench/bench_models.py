@@ -15,7 +15,7 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimate
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """
-import argparse, json, subprocess, sys, time
+import argparse, inspect, json, subprocess, sys, time
 import torch
 from common import gemm_gflops, peak_mib
 
@@ -122,6 +122,11 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
                 gflop_per_step=flops / 1e9, gflops=flops / 1e9 / dt if not defended else float('nan'), peak_MiB=peak,
                 **extra)
 
+def trainer_tol() -> float:
+    "The largest gradient difference the trainer accepts from a compiled network (`check_compiled`'s default)."
+    from brainseg.train import check_compiled
+    return inspect.signature(check_compiled).parameters['tol'].default
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--size', type=int, default=240); p.add_argument('--batch', type=int, default=8)
@@ -185,7 +190,7 @@ def main():
             r = by[m, False]
             print(f"  {m}: first call (compiling, checking) {r['compile_s']:.0f} s; relative gradient difference from "
                   f"eager on the same batch: {r['grad_gap']['parameters']:.1e} (parameters), "
-                  f"{r['grad_gap']['input']:.1e} (input) (the trainer refuses more than 5e-2)")
+                  f"{r['grad_gap']['input']:.1e} (input) (the trainer refuses more than {trainer_tol():g})")
     for m in a.only:
         if (m, False) in by and (m, True) in by:
             print(f"  {m}: defended step / clean step = {by[m, True]['step_s'] / by[m, False]['step_s']:.2f}x "
