@@ -94,6 +94,9 @@ def _im2col_bound(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
 
 class Conv3d(nn.Conv3d):
     "`nn.Conv3d` that keeps a batch of one on oneDNN on a CPU, by reordering the spatial axes (see above)."
+    def __init__(self, *args, **kwargs): # the arguments of `nn.Conv3d`
+        super().__init__(*args, **kwargs)
+
     def _conv_forward(self, x, weight, bias):
         if self.padding_mode != 'zeros' or isinstance(self.padding, str) or not _im2col_bound(x, weight, self.groups):
             return super()._conv_forward(x, weight, bias)
