@@ -148,7 +148,7 @@ def floor_lines(gflop, gemm):
     "Per single network: its FLOPs per volume, and the seconds they take at the GEMM rate."
     if not gflop: return []
     return [f"FLOPs per volume and the time they take at the fp32 GEMM rate measured in this run ({gemm:.0f} GFLOP/s), "
-            "which convolutions computed as matrix products (oneDNN's, MONAI's) do not beat: "
+            "about the fastest that convolutions run here (MONAI's VNet trains at 95-104% of it in bench_models.py): "
             + ', '.join(f"{k} {g:.0f} GFLOP -> {g / gemm:.2f} s" for k, g in gflop.items())]
 
 def brainseg_path(model, subject, batch_size, spent, grids):
