@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 import torch
-from scipy import ndimage
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 from .labels import SCORED, IGNORE_INDEX, N_CLASSES, label_ids, training_target
 from .io import SubjectError
@@ -249,25 +249,39 @@ class Augment:
                  target: np.ndarray, # (D, H, W) training target
                  rng: np.random.Generator) -> tuple:
         "Augmented copies (image, target)."
-        if rng.random() < self.flip: image, target = image[..., ::-1], target[..., ::-1]
+        img = torch.from_numpy(np.array(image, dtype=np.float32))  # copies: the caller's arrays stay as they were
+        tgt = torch.from_numpy(np.array(target))
+        if rng.random() < self.flip: img, tgt = img.flip(-1), tgt.flip(-1)
         theta, zoom = np.deg2rad(rng.uniform(-self.rotate, self.rotate)), rng.uniform(*self.zoom)
-        if theta != 0 or zoom != 1:
-            cos, sin = np.cos(theta) / zoom, np.sin(theta) / zoom
-            matrix = np.array([[cos, -sin], [sin, cos]])  # output (y, x) -> input (y, x), about the slice centre
-            centre = (np.array(target.shape[-2:]) - 1) / 2
-            offset = centre - matrix @ centre
-            def warp(a, order, cval):  # slice by slice: 2D interpolation is exact through-plane and ~2x faster than 3D
-                slices = np.reshape(a, (-1, *a.shape[-2:]))
-                return np.stack([ndimage.affine_transform(sl, matrix, offset, order=order, cval=cval, mode='constant')
-                                 for sl in slices]).reshape(a.shape)
-            image, target = warp(image, 1, 0.0), warp(target, 0, IGNORE_INDEX)
-        image = np.array(image, dtype=np.float32)
-        for ch in image:
-            fg = ch != 0
-            if not fg.any(): continue
-            v = ch[fg]
-            lo, hi = v.min(), v.max()
+        if theta != 0 or zoom != 1: img, tgt = _rotate_zoom(img, tgt, theta, zoom)
+        for ch in img:  # in place, one pass over the channel per operation
+            bg = ch == 0
+            if bg.all(): continue
+            lo, hi = ch.masked_fill(bg, float('inf')).amin(), ch.masked_fill(bg, -float('inf')).amax()
             gamma = np.exp(rng.uniform(*np.log(self.gamma)))
-            if hi > lo and gamma != 1: v = lo + (hi - lo) * ((v - lo) / (hi - lo)) ** gamma
-            ch[fg] = v * rng.uniform(*self.intensity_scale) + rng.uniform(*self.intensity_shift)
-        return image, np.ascontiguousarray(target)
+            scale, shift = rng.uniform(*self.intensity_scale), rng.uniform(*self.intensity_shift)
+            if hi > lo and gamma != 1:  # lo + (hi - lo) * ((v - lo) / (hi - lo)) ** gamma, scaled and shifted
+                ch.sub_(lo).div_(hi - lo).clamp_(min=0).pow_(gamma).mul_((hi - lo) * scale).add_(lo * scale + shift)
+            else: ch.mul_(scale).add_(shift)
+            ch.masked_fill_(bg, 0)
+        return img.numpy(), tgt.numpy()
+
+def _rotate_zoom(image: torch.Tensor, # float32 (C, D, H, W)
+                 target: torch.Tensor, # (D, H, W) integer classes
+                 theta: float, # rotation, radians
+                 zoom: float, # zoom factor
+                ) -> tuple:
+    """Every (H, W) slice rotated and zoomed about its centre: images linearly, targets to the nearest voxel; what
+    comes from outside the slice is 0 in images, `IGNORE_INDEX` in targets."""
+    h, w = target.shape[-2:]
+    cos, sin = np.cos(theta) / zoom, np.sin(theta) / zoom  # output (y, x) -> input (y, x): [[cos, -sin], [sin, cos]]
+    # the same map on grid_sample's (x, y) coordinates, each scaled to [-1, 1] (align_corners=True); built by
+    # broadcasting, 10x faster than F.affine_grid's batched matrix product
+    ry, rx = (h - 1) / max(w - 1, 1), (w - 1) / max(h - 1, 1)
+    y, x = torch.linspace(-1, 1, h)[:, None], torch.linspace(-1, 1, w)[None, :]
+    grid = torch.stack([cos * x + sin * ry * y, -sin * rx * x + cos * y], -1)[None]
+    sample = lambda a, mode: F.grid_sample(a.reshape(1, -1, h, w), grid, mode=mode, padding_mode='zeros',
+                                           align_corners=True).reshape(a.shape)
+    # targets are sampled less IGNORE_INDEX, so that the zeros brought in from outside become IGNORE_INDEX
+    moved = sample(target.float() - IGNORE_INDEX, 'nearest') + IGNORE_INDEX
+    return sample(image, 'bilinear'), moved.round().to(target.dtype)
