@@ -5,6 +5,7 @@
 # %% ../nbs/10_train.ipynb #7c4b8baf
 from __future__ import annotations
 import dataclasses, json, math, os, time, zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -30,8 +31,8 @@ from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_t
 __all__ = ['CHECKPOINT_FORMAT', 'RESUME_MAY_CHANGE', 'TrainConfig', 'model_kwargs', 'build_model', 'make_dataset', 'epoch_order',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'load_weights', 'model_from_checkpoint',
            'load_model', 'dist_info', 'pick_device', 'data_workers', 'autocast_for', 'pad_collate', 'validate',
-           'plot_history', 'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'check_compiled', 'end_epoch',
-           'check_replicas', 'fit', 'train', 'stage_configs_from', 'train_cascade']
+           'plot_history', 'FitState', 'checkpoint_state', 'resume_state', 'train_epoch', 'full_float32',
+           'check_compiled', 'end_epoch', 'check_replicas', 'fit', 'train', 'stage_configs_from', 'train_cascade']
 
 # %% ../nbs/10_train.ipynb #08dcc612
 @dataclass
@@ -383,13 +384,24 @@ def train_epoch(net: nn.Module, # the network to call: the model, or its DDP wra
         if save and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < steps: save()
 
 # %% ../nbs/10_train.ipynb #f2b123f9
+@contextmanager
+def full_float32(device_type: str, # 'cpu' or 'cuda': where the arithmetic runs
+                ):
+    "Float32 arithmetic inside: no autocast, and no TF32 in CUDA's matrix products and convolutions."
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast(device_type, enabled=False): yield
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
 def check_compiled(model: nn.Module, # the network, eager
                    compiled, # the same network compiled (`torch.compile(model)`)
                    batch: dict, # a batch of the run's shape: 'image', 'target' and, for a class head, 'roi'
                    loss_fn: nn.Module, # the run's loss
                    tol: float = 5e-2, # largest relative difference allowed
                   ) -> dict:
-    "Relative L2 difference between the loss gradients through `compiled` and `model`; raises when one exceeds `tol`."
+    """Relative L2 difference between the loss gradients through `compiled` and `model`, in float32 (`full_float32`);
+    raises when one exceeds `tol`."""
     params = [p for p in model.parameters() if p.requires_grad]
     def param_grads(net):  # what a training step computes
         with frozen_buffers(model):
@@ -399,7 +411,7 @@ def check_compiled(model: nn.Module, # the network, eager
     gap = {}
     for what, grads in (('parameters', param_grads), ('input', lambda net: input_gradient(net, batch['image'], batch,
                                                                                          loss_fn))):
-        eager, comp = grads(model).float(), grads(compiled).float()
+        with full_float32(batch['image'].device.type): eager, comp = grads(model), grads(compiled)
         gap[what] = float((comp - eager).norm() / eager.norm().clamp_min(torch.finfo(torch.float32).tiny))
     bad = {k: v for k, v in gap.items() if not v <= tol}
     if bad:
