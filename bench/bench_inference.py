@@ -31,7 +31,7 @@ from brainseg.infer import load_predictor, predict_subject
 from brainseg.io import Subject
 from brainseg.phantom import make_phantom
 from brainseg.train import TrainConfig, build_model
-from common import gemm_gflops
+from common import gemm_gflops, gemm_label
 
 MODELS = ['unet', 'base', 'vnet', 'cascade', 'pretrained']
 WINDOWS = ('slices', 'roi3d')  # MONAI's two ways over the slices
@@ -144,11 +144,12 @@ def forward_gflop(model, subject, batch_size):
     with FlopCounterMode(display=False) as fc: predict_subject(model, subject, batch_size=batch_size)
     return fc.get_total_flops() / 1e9
 
-def floor_lines(gflop, gemm):
+def floor_lines(gflop, gemm, what, device):
     "Per single network: its FLOPs per volume, and the seconds they take at the GEMM rate."
     if not gflop: return []
-    return [f"FLOPs per volume and the time they take at the fp32 GEMM rate measured in this run ({gemm:.0f} GFLOP/s), "
-            "about the fastest that convolutions run here (MONAI's VNet trains at 95-104% of it in bench_models.py): "
+    return [f"FLOPs per volume and the time they take at the {what} rate measured in this run ({gemm:.0f} GFLOP/s), "
+            + ("about the fastest that convolutions run here (MONAI's VNet trains at 95-104% of it in bench_models.py)"
+               if device == 'cpu' else 'a reference, not a bound') + ': '
             + ', '.join(f"{k} {g:.0f} GFLOP -> {g / gemm:.2f} s" for k, g in gflop.items())]
 
 def brainseg_path(model, subject, batch_size, spent, grids):
@@ -179,7 +180,8 @@ def main():
     a = p.parse_args()
     if a.repeats < 1 or a.batch_size < 1: p.error("--repeats and --batch-size must be >= 1")
     torch.set_num_threads(a.threads)
-    gemm = gemm_gflops(a.device)
+    n, gemm_what = gemm_label(a.device)
+    gemm = gemm_gflops(a.device, n)
     t0 = time.perf_counter()
     phantom = make_phantom(0, shape=(a.size, a.size, a.depth))
     subject = Subject(phantom.id, phantom.images, phantom.affine)  # images only, as a user's scan
@@ -230,6 +232,6 @@ def main():
         print(f"brainseg UNet's network / MONAI UNet's network on the same box: "
               f"{mine['network'] / rows['unet']['network']:.2f}x faster "
               f"({rows['unet']['network']:.2f} s vs {mine['network']:.2f} s)")
-    for line in floor_lines(gflop, gemm) + goal_lines(rows, peer, a): print(line)
+    for line in floor_lines(gflop, gemm, gemm_what, a.device) + goal_lines(rows, peer, a): print(line)
 
 if __name__ == '__main__': main()

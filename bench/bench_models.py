@@ -17,7 +17,7 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimate
 """
 import argparse, inspect, json, subprocess, sys, time
 import torch
-from common import gemm_gflops, peak_mib
+from common import gemm_gflops, gemm_label, peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
           'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
@@ -83,12 +83,13 @@ def make_batch(kind, batch, size, device, n_rois=8):
     roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (n_rois,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
 
-def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
+def one(name, size, batch, steps, defended, device, adv_fraction=1.0, amp=False):
     "Run in a child process: time training steps of one model, return figures."
     from torch.utils.flop_counter import FlopCounterMode
     from brainseg.losses import JointLoss
     from brainseg.adversarial import mix_adversarial
-    from brainseg.train import check_compiled
+    from brainseg.train import check_compiled, autocast_for
+    autocast = lambda: autocast_for(torch.device(device), amp)  # as the trainer runs a step (bfloat16 on CUDA)
     torch.manual_seed(0)
     model, kind = build(name)
     model = model.to(device).train()
@@ -100,11 +101,12 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     if name.endswith('_compile'):
         net = torch.compile(model)
         t0 = time.perf_counter()
-        extra['grad_gap'] = check_compiled(model, net, data, loss_fn, tol=float('inf'))
+        with autocast(): extra['grad_gap'] = check_compiled(model, net, data, loss_fn, tol=float('inf'))
         extra['compile_s'] = time.perf_counter() - t0
     def step(defended=defended):
-        b = mix_adversarial(net, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
-        loss, _ = loss_fn(net(b['image']), b)
+        with autocast():
+            b = mix_adversarial(net, data, loss_fn, eps=0.1, adv_fraction=adv_fraction) if defended else data
+            loss, _ = loss_fn(net(b['image']), b)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     step()  # warm-up
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
@@ -115,7 +117,7 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0):
     if device == 'cuda': peak = torch.cuda.max_memory_allocated() / 2**20
     else: peak = peak_mib()
     # FLOPs counted after the peak is read: under the counter, recomputed blocks keep their activations
-    with FlopCounterMode(display=False) as fc:  # the counter cannot follow autograd.grad, nor a compiled network
+    with FlopCounterMode(display=False) as fc, autocast():  # it cannot follow autograd.grad, nor a compiled network
         loss_fn(model(data['image']), data)[0].backward()
     flops = fc.get_total_flops()
     return dict(model=name, defended=defended, params_M=params / 1e6, step_s=dt, slices_per_s=n_slices / dt,
@@ -138,22 +140,30 @@ def main():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--adv-fraction', type=float, default=1.0,
                    help='share of a defended batch replaced by FGSM examples')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction,
+                   help="bfloat16 autocast, as the trainer's `amp` (default: on CUDA, not on a CPU)")
     p.add_argument('--child', help=argparse.SUPPRESS)
     a = p.parse_args()
+    a.amp = a.device == 'cuda' if a.amp is None else a.amp
     if a.child:
         name, defended = a.child.split(':')
-        print(json.dumps(one(name, a.size, a.batch, a.steps, defended == '1', a.device, a.adv_fraction))); return
+        print(json.dumps(one(name, a.size, a.batch, a.steps, defended == '1', a.device, a.adv_fraction, a.amp)))
+        return
 
     def child(name, defended, batch, steps):
         r = subprocess.run([sys.executable, __file__, '--child', f"{name}:{int(defended)}", '--size', str(a.size),
                             '--batch', str(batch), '--steps', str(steps), '--device', a.device,
-                            '--adv-fraction', str(a.adv_fraction)], capture_output=True, text=True)
+                            '--adv-fraction', str(a.adv_fraction), '--amp' if a.amp else '--no-amp'],
+                           capture_output=True, text=True)
         if r.returncode: print(f"{name} (batch {batch}): failed\n{r.stderr[-2000:]}"); return None
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    peak = gemm_gflops(a.device)
-    print(f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"fp32 GEMM 2048^3: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch} (slabs of 19 slices: "
+    dtype = torch.bfloat16 if a.amp and a.device == 'cuda' else torch.float32
+    n, what = gemm_label(a.device, dtype)
+    peak = gemm_gflops(a.device, n, dtype=dtype)
+    where = torch.cuda.get_device_name() if a.device == 'cuda' else f"{torch.get_num_threads()} threads"
+    print(f"device {a.device} ({where}), torch {torch.__version__}; {'bfloat16 autocast; ' if a.amp else ''}"
+          f"{what}: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch} (slabs of 19 slices: "
           f"{a.slab_batch}), 3 modalities, 9 classes; slices/s counts output slices")
     rows = []
     for name in a.only:
@@ -162,6 +172,8 @@ def main():
             r = child(name, defended, batch, a.steps)
             if r is None: break
             rows.append(r)
+            print(f"{name}{' FGSM' if defended else ''}, batch {batch}: {r['step_s']:.3f} s per step", file=sys.stderr,
+                  flush=True)  # progress, for a run stopped before its table
     print(f"{'model':<13}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
           f"{'of GEMM':>9}{'peak MiB':>10}")
     for r in rows:

@@ -7,9 +7,10 @@ the end of its output) and the others still run; the exit status is then 1.
     python bench/run_all.py --quick            # small sizes: about 16 minutes on 2 cores
     python bench/run_all.py                    # the scripts' own defaults (240 x 240 x 48, full budgets): long
     python bench/run_all.py --only models metrics --out /some/where.md
+    python bench/run_all.py --device cuda      # the benchmarks that run on a GPU, into BENCHMARKS-cuda.md
 """
 from __future__ import annotations
-import argparse, os, platform, shlex, subprocess, sys, time
+import argparse, os, platform, shlex, signal, subprocess, sys, time
 from pathlib import Path
 import torch
 
@@ -36,11 +37,25 @@ SUITE = {
     'real_brains': ('Models for real scans on Colin27 (a brain never seen in training)',
                     'bench_real_brains.py', ['--models', 'pretrained:t1', 'pretrained:multi', '--template'],
                     ['--models', 'pretrained:t1']),
-    'training': ("Held-out Dice at a fixed CPU budget: brainseg's trainer vs a plain MONAI U-Net recipe",
+    'training': ("Held-out Dice at a fixed training budget: brainseg's trainer vs a plain MONAI U-Net recipe",
                  'bench_training.py', [], ['--subjects', '4', '--size', '96x96x24', '--steps', '30']),
 }
 
-PLOTS = {'scaling': 'bench/scaling.png'}  # pictures the benchmarks write (by default), shown under their output
+# name -> arguments added to the full run's with `--device cuda` (after `--device cuda`); the others run on a CPU only.
+# Their step sweeps, data loaders and trainings move to the GPU; DDP (gloo) stays on CPUs, so scaling drops it.
+CUDA = {
+    'models': ['--steps', '10', '--memory-plain',
+               '--only', 'unet', 'monai_unet', 'base', 'base_ckpt', 'base_inst', 'base_cls',
+               'base_cls_compile', 'cascade', 'vnet', 'monai_vnet'],
+    'inference': ['--threads', str(os.cpu_count())],
+    'data': ['--workers', '0', '4', '8'],
+    'scaling': ['--only', 'depth', 'size', 'batch', 'subjects', '--plot', 'bench/scaling-cuda.png'],
+    'training': ['--budget', 'steps', '--variant', '', '--variant', 'model=base,class_head=true,num_workers=8',
+                 '--variant', 'model=vnet,num_workers=8'],
+}
+
+PLOTS = {'scaling': {'cpu': 'bench/scaling.png', 'cuda': 'bench/scaling-cuda.png'}}  # pictures the benchmarks
+# write, per device, shown under their output
 
 
 def machine() -> list:
@@ -56,18 +71,33 @@ def machine() -> list:
             f"{platform.system()}"]
 
 
-def run(name: str, quick: bool) -> dict:
-    "Run one benchmark in its own process; its command, output, exit status and wall time."
-    title, script, full, small = SUITE[name]
-    cmd = [sys.executable, str(BENCH / script), *(small if quick else full)]
-    shown = ' '.join(['python', f'bench/{script}', *map(shlex.quote, small if quick else full)])
+def arguments(name: str, quick: bool, device: str) -> list:
+    "The command-line arguments of one benchmark for these sizes and this device."
+    _, _, full, small = SUITE[name]
+    if device == 'cpu': return small if quick else full
+    return [*(small if quick else full), '--device', device, *([] if quick else CUDA[name])]
+
+
+def run(name: str, quick: bool, device: str = 'cpu', timeout: float | None = None) -> dict:
+    """Run one benchmark in its own process; its command, output, exit status and wall time. Past `timeout` seconds
+    it is stopped with all it started, and reported as failed with the output it had written."""
+    title, script = SUITE[name][:2]
+    args = arguments(name, quick, device)
+    cmd = [sys.executable, str(BENCH / script), *args]
+    shown = ' '.join(['python', f'bench/{script}', *map(shlex.quote, args)])
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH.parent)
-    return dict(name=name, title=title, command=shown, status=r.returncode, seconds=time.perf_counter() - t,
-                output=r.stdout.strip(), errors=r.stderr.strip())
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH.parent,
+                         start_new_session=True)  # its own process group: a timeout stops its children too
+    try: out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        err += f"\nstopped after {timeout:g} s (--timeout)"
+    return dict(name=name, title=title, command=shown, status=p.returncode, seconds=time.perf_counter() - t,
+                output=out.strip(), errors=err.strip())
 
 
-def report(results: list, quick: bool, command: str) -> str:
+def report(results: list, quick: bool, command: str, device: str = 'cpu') -> str:
     "BENCHMARKS.md: the machine, the command, and each benchmark's output."
     lines = [f"# Benchmarks, {'quick' if quick else 'full'} sizes", '',
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `{command}`"
@@ -78,7 +108,7 @@ def report(results: list, quick: bool, command: str) -> str:
         lines += [f"## {r['title']}", '', f"`{r['command']}`: {r['seconds']:.0f} s"
                   + ('' if r['status'] == 0 else f", **failed** (exit status {r['status']})"), '',
                   '```text', r['output'] or '(no output)', '```', '']
-        if r['name'] in PLOTS and r['status'] == 0: lines += [f"![{r['name']}]({PLOTS[r['name']]})", '']
+        if r['name'] in PLOTS and r['status'] == 0: lines += [f"![{r['name']}]({PLOTS[r['name']][device]})", '']
         if r['status'] != 0: lines += ['End of its error output:', '', '```text', r['errors'][-3000:], '```', '']
     return '\n'.join(lines)
 
@@ -87,18 +117,26 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--quick', action='store_true', help='small sizes and budgets: minutes, not hours')
     p.add_argument('--only', nargs='+', choices=list(SUITE), help='run only these (default: all)')
-    p.add_argument('--out', default=str(BENCH.parent / 'BENCHMARKS.md'), help='the report (default: %(default)s)')
+    p.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                   help=f"cuda: the benchmarks that use a GPU ({', '.join(CUDA)}) run there")
+    p.add_argument('--timeout', type=float, help='seconds after which a benchmark is stopped and reported as failed')
+    p.add_argument('--out', help='the report (default: BENCHMARKS.md, with --device cuda BENCHMARKS-cuda.md)')
     args = p.parse_args(argv)
+    if args.device == 'cuda' and not torch.cuda.is_available(): p.error("--device cuda: torch sees no CUDA device")
+    names = args.only or [n for n in SUITE if args.device == 'cpu' or n in CUDA]
+    if args.device == 'cuda' and set(names) - set(CUDA):
+        p.error(f"--device cuda: {', '.join(sorted(set(names) - set(CUDA)))} run on a CPU only")
+    args.out = args.out or str(BENCH.parent / ('BENCHMARKS.md' if args.device == 'cpu' else 'BENCHMARKS-cuda.md'))
     results = []
-    for name in args.only or list(SUITE):
+    for name in names:
         print(f"{name} ...", flush=True)
-        results.append(run(name, args.quick))
+        results.append(run(name, args.quick, args.device, args.timeout))
         print(f"{name}: {'ok' if results[-1]['status'] == 0 else 'FAILED'} in {results[-1]['seconds']:.0f} s",
               flush=True)
     command = ' '.join(['python bench/run_all.py', *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
     tmp = out.with_name(out.name + '.tmp')
-    tmp.write_text(report(results, args.quick, command))
+    tmp.write_text(report(results, args.quick, command, args.device))
     tmp.replace(out)  # atomically: an earlier report is never half overwritten
     print(f"wrote {out}")
     return 0 if all(r['status'] == 0 for r in results) else 1
