@@ -25,7 +25,8 @@ NBS, BUILD, OUT = ROOT / 'nbs', ROOT / '_docs_build', ROOT / '_docs'
 EXECUTED, PROC, SRC = BUILD / 'executed', ROOT / '_proc', BUILD / 'src'
 SITE = 'https://brainseg.github.io/brainseg/'   # doc_host + doc_baseurl in settings.ini: nbdev's links point there
 SKIPPED = ('runs',)                              # papermill templates: run by grids, not pages of the site
-MARKDOWN_PAGES = ('RESULTS.md', 'BENCHMARKS.md', 'BENCHMARKS-full.md')  # measured results, in the repository
+# measured results, in the repository
+MARKDOWN_PAGES = ('RESULTS.md', 'BENCHMARKS.md', 'BENCHMARKS-full.md', 'BENCHMARKS-cuda.md')
 NOT_RUN = re.compile(r'^#\|\s*(slow|eval:\s*false)\s*$', re.M)
 OPTION = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 LINK = re.compile(r'\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)(\{[^}]*\})?')
