@@ -496,7 +496,7 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         t0 = time.time()
         with autocast_for(device, cfg.amp):
             gap = check_compiled(model, net, probe, loss_fn)
-        if rank == 0: log(f"compiled in {time.time() - t0:.0f} s; gradients agree with eager ones to "
+        if rank == 0: log(f"compiled in {time.time() - t0:.0f} s; in float32, gradients agree with eager ones to "
                           f"{gap['parameters']:.1e} (parameters), {gap['input']:.1e} (input)")
     if world > 1: net = nn.parallel.DistributedDataParallel(net)
     save = lambda path: save_checkpoint(path, **checkpoint_state(cfg, model, opt, scaler, state))
