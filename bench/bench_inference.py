@@ -31,7 +31,7 @@ from brainseg.infer import load_predictor, predict_subject
 from brainseg.io import Subject
 from brainseg.phantom import make_phantom
 from brainseg.train import TrainConfig, build_model
-from common import gemm_gflops, gemm_label
+from common import gemm_gflops
 
 MODELS = ['unet', 'base', 'vnet', 'cascade', 'pretrained']
 WINDOWS = ('slices', 'roi3d')  # MONAI's two ways over the slices
@@ -180,8 +180,7 @@ def main():
     a = p.parse_args()
     if a.repeats < 1 or a.batch_size < 1: p.error("--repeats and --batch-size must be >= 1")
     torch.set_num_threads(a.threads)
-    n, gemm_what = gemm_label(a.device)
-    gemm = gemm_gflops(a.device, n)
+    gemm, gemm_what = gemm_gflops(a.device)
     t0 = time.perf_counter()
     phantom = make_phantom(0, shape=(a.size, a.size, a.depth))
     subject = Subject(phantom.id, phantom.images, phantom.affine)  # images only, as a user's scan

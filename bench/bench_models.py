@@ -17,7 +17,7 @@ slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimate
 """
 import argparse, inspect, json, subprocess, sys, time
 import torch
-from common import gemm_gflops, gemm_label, peak_mib
+from common import gemm_gflops, peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
           'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
@@ -159,8 +159,7 @@ def main():
         return json.loads(r.stdout.strip().splitlines()[-1])
 
     dtype = torch.bfloat16 if a.amp and a.device == 'cuda' else torch.float32
-    n, what = gemm_label(a.device, dtype)
-    peak = gemm_gflops(a.device, n, dtype=dtype)
+    peak, what = gemm_gflops(a.device, dtype)
     where = torch.cuda.get_device_name() if a.device == 'cuda' else f"{torch.get_num_threads()} threads"
     print(f"device {a.device} ({where}), torch {torch.__version__}; {'bfloat16 autocast; ' if a.amp else ''}"
           f"{what}: {peak:.0f} GFLOP/s; input {a.size}x{a.size}, batch {a.batch} (slabs of 19 slices: "

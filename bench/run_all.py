@@ -41,6 +41,9 @@ SUITE = {
                  'bench_training.py', [], ['--subjects', '4', '--size', '96x96x24', '--steps', '30']),
 }
 
+# pictures the benchmarks write, per device, shown under their output
+PLOTS = {'scaling': {'cpu': 'bench/scaling.png', 'cuda': 'bench/scaling-cuda.png'}}
+
 # name -> arguments added to the full run's with `--device cuda` (after `--device cuda`); the others run on a CPU only.
 # Their step sweeps, data loaders and trainings move to the GPU; DDP (gloo) stays on CPUs, so scaling drops it.
 CUDA = {
@@ -49,13 +52,11 @@ CUDA = {
                'base_cls_compile', 'cascade', 'vnet', 'monai_vnet'],
     'inference': ['--threads', str(os.cpu_count())],
     'data': ['--workers', '0', '4', '8'],
-    'scaling': ['--only', 'depth', 'size', 'batch', 'subjects', '--plot', 'bench/scaling-cuda.png'],
+    'scaling': ['--only', 'depth', 'size', 'batch', 'subjects', '--plot', PLOTS['scaling']['cuda']],
     'training': ['--budget', 'steps', '--variant', '', '--variant', 'model=base,class_head=true,num_workers=8',
                  '--variant', 'model=vnet,num_workers=8'],
 }
 
-PLOTS = {'scaling': {'cpu': 'bench/scaling.png', 'cuda': 'bench/scaling-cuda.png'}}  # pictures the benchmarks
-# write, per device, shown under their output
 
 
 def machine() -> list:
