@@ -221,7 +221,8 @@ def main():
     print("CPU s: CPU seconds of all the process's threads per volume (a loaded machine stretches s/volume, not "
           "this); preprocess: z-score per modality (brainseg also crops to the head's box + 8 voxels, padded to 16); "
           "resample: to the model's grid and back; network: the network over the volume (brainseg: predict_volume, "
-          "softmax included; MONAI: sliding_window_inference); rest: stacking, argmax, crop back, cascade merge")
+          "the argmax included for single networks, the softmax for the cascade's stages and pretrained; MONAI: "
+          "sliding_window_inference); rest: stacking, argmax (MONAI, cascade, pretrained), crop back, cascade merge")
     if 'cascade' in rows:
         print("cascade stage grids (Z x Y x X): " + ', '.join('x'.join(map(str, g)) for g in rows['cascade']['grids']))
     mine = rows[f"monai_unet {windows}, brainseg prep"]

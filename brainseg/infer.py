@@ -98,9 +98,12 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
                              "a cascade returns its merged label map "
                              "(per-stage probabilities: Cascade.predict(return_stages=True))")
         return p.invert(model.predict(image, batch_size=batch_size), layout='network')
-    prob = np.asarray(predict_volume(model, image, batch_size=batch_size))
-    if tta: prob = (prob + _mirror(predict_volume(model, _mirror(image), batch_size=batch_size))) / 2
-    labels = p.invert(prob.argmax(0).astype(np.uint8), layout='network')
+    if tta or probabilities:
+        prob = np.asarray(predict_volume(model, image, batch_size=batch_size))
+        if tta: prob = (prob + _mirror(predict_volume(model, _mirror(image), batch_size=batch_size))) / 2
+        classes = prob.argmax(0).astype(np.uint8)
+    else: classes = predict_volume(model, image, batch_size=batch_size, labels=True)  # argmax on the network's device
+    labels = p.invert(classes, layout='network')
     if spacing: _check_brain_volume(subject, labels)
     return (labels, p.invert(prob.astype(np.float32), layout='network')) if probabilities else labels
 

@@ -31,8 +31,9 @@ def predict_volume(model: nn.Module, # a network of `brainseg.models`
                    batch_size: int = 4, # slabs, slices or volumes per forward pass
                    slab: int = 64, # output slices per slab, for slab networks (64: a whole MRBrainS18 scan at once)
                    pad: str = 'replicate', # through-plane padding of slab networks: 'replicate' or 'constant' (zeros)
+                   labels: bool = False, # return the label map (Z, Y, X), argmax taken on the network's device
                   ) -> np.ndarray:
-    "Class probabilities, float32 (n_classes, Z, Y, X), of a network run over a whole volume."
+    "Class probabilities, float32 (n_classes, Z, Y, X), or with `labels` uint8 classes (Z, Y, X), over a whole volume."
     if pad not in ('replicate', 'constant'): raise ValueError(f"pad must be 'replicate' or 'constant', found {pad!r}")
     if batch_size < 1 or slab < 1: raise ValueError(f"batch_size and slab must be >= 1, found {batch_size}, {slab}")
     g, x = model_geometry(model), as_volume(image)
@@ -40,12 +41,14 @@ def predict_volume(model: nn.Module, # a network of `brainseg.models`
     grow = [-n % m for n, m in zip((Z, Y, X), (g['depth_multiple'], g['multiple'], g['multiple']))]
     x = F.pad(x, [p for n in grow[::-1] for p in (n // 2, n - n // 2)])
     device, was_training = next(model.parameters()).device, model.training
-    run = lambda batch: model(batch.to(device))['seg'].float().softmax(1).cpu()
+    def run(batch):  # (B, n_classes, ...) probabilities, or (B, 1, ...) classes, on the CPU
+        seg = model(batch.to(device))['seg']
+        return seg.max(1, keepdim=True).indices.to(torch.uint8).cpu() if labels else seg.float().softmax(1).cpu()
     model.eval()
     try:
-        if g['kind'] == 'volume': probs = run(x[None])[0]
+        if g['kind'] == 'volume': result = run(x[None])[0]
         elif g['kind'] == 'slice':
-            probs = torch.cat([run(x[:, z:z + batch_size].transpose(0, 1))
+            result = torch.cat([run(x[:, z:z + batch_size].transpose(0, 1))
                                for z in range(0, x.shape[1], batch_size)]).transpose(0, 1)
         else:
             lost, n = g['slices_lost'], x.shape[1]
@@ -55,12 +58,13 @@ def predict_volume(model: nn.Module, # a network of `brainseg.models`
             k = min(slab, n)
             starts = list(range(0, n - k + 1, k))
             starts += [n - k] if starts[-1] != n - k else []
-            probs = None
+            result = None
             for i in range(0, len(starts), batch_size):
                 chunk = starts[i:i + batch_size]
                 out = run(torch.stack([xp[:, s:s + k + lost] for s in chunk]))  # (B, classes, k, H, W)
-                if probs is None: probs = torch.empty(out.shape[1], n, *out.shape[3:])
-                for s, o in zip(chunk, out): probs[:, s:s + k] = o
+                if result is None: result = torch.empty(out.shape[1], n, *out.shape[3:], dtype=out.dtype)
+                for s, o in zip(chunk, out): result[:, s:s + k] = o
     finally: model.train(was_training)
     keep = [slice(n // 2, n // 2 + size) for n, size in zip(grow, (Z, Y, X))]
-    return probs[(slice(None), *keep)].contiguous().numpy()
+    result = result[(slice(None), *keep)]
+    return (result[0] if labels else result).contiguous().numpy()

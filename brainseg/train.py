@@ -272,8 +272,7 @@ def validate(model: nn.Module, # the network
     "Mean Dice over the non-background classes of whole-volume predictions, overall and per class."
     per_subject = []
     for sid, image, target in val:
-        prob = predict_volume(model, image, batch_size=batch_size)
-        pred = torch.as_tensor(np.asarray(prob)).argmax(0)
+        pred = torch.as_tensor(predict_volume(model, image, batch_size=batch_size, labels=True)).long()
         per_subject.append(dice_scores(pred[None], torch.as_tensor(np.asarray(target)).long()[None], n_classes)[1:])
     d = torch.stack(per_subject).nanmean(0)
     return {'val_dice': float(d.nanmean()), 'val_dice_per_class': [float(v) for v in d]}
