@@ -8,8 +8,9 @@ import itertools, warnings
 from pathlib import Path
 import numpy as np
 import nibabel as nib
+import torch
 import torch.nn as nn
-from scipy import ndimage
+import torch.nn.functional as F
 from .io import Subject, save_labels, read_mrbrains_subject, load_subject, SubjectError
 from .data import preprocess, to_network_layout
 from .models import load_torch_file
@@ -42,11 +43,22 @@ def resample(arrays: np.ndarray, # (C, X, Y, Z) on the grid of `affine`
              to_affine: np.ndarray, # (4, 4) voxel -> world of the grid to sample
              to_shape: tuple, # (X, Y, Z) of that grid
              mode: str = 'constant', # beyond the input: 'constant' (0) for images, 'nearest' for probabilities
+             device='cpu', # where to compute (the network's device)
             ) -> np.ndarray:
     "Arrays (C, X', Y', Z') float32: `arrays` sampled on another grid, linearly."
-    m = np.linalg.inv(affine) @ to_affine
-    return np.stack([ndimage.affine_transform(np.asarray(a, np.float32), m[:3, :3], m[:3, 3], output_shape=to_shape,
-                                              order=1, mode=mode) for a in arrays])
+    if mode not in ('constant', 'nearest'): raise ValueError(f"mode must be 'constant' or 'nearest', found {mode!r}")
+    x = torch.as_tensor(np.asarray(arrays, np.float32), device=device)
+    m = (np.linalg.inv(affine) @ to_affine).tolist()  # grid voxel -> input voxel
+    i, j, k = (torch.arange(n, dtype=torch.float32, device=device) for n in to_shape)
+    src = [r[0] * i[:, None, None] + r[1] * j[None, :, None] + r[2] * k[None, None, :] + r[3] for r in m[:3]]
+    # grid_sample reads (x, y, z) = (last, middle, first) input axis, each from -1 to 1 across the whole voxels
+    grid = torch.stack([(2 * s + 1) / n - 1 for s, n in zip(src[::-1], x.shape[:0:-1])], -1)
+    out = F.grid_sample(x[None], grid[None], align_corners=False,
+                        padding_mode='border' if mode == 'nearest' else 'zeros')[0]
+    if mode == 'constant':  # 0 beyond the outer voxel centres, as SciPy's `affine_transform` gives
+        tol = 1e-4  # voxels: rounding of the coordinates
+        out *= torch.stack([(s > -tol) & (s < n - 1 + tol) for s, n in zip(src, x.shape[1:])]).all(0)
+    return out.cpu().numpy()
 
 def check_field_of_view(subject: Subject, # the input
                         min_mm: float = MIN_FOV_MM, # shortest extent accepted along any axis
@@ -83,11 +95,11 @@ def predict_subject(model: nn.Module, # a trained network or `Cascade`, in eval 
         check_field_of_view(subject)
         affine, shape = model_grid(subject, spacing)
         if shape != subject.shape or not np.allclose(affine, subject.affine, atol=1e-3):
-            names = modalities or subject.modalities
-            moved = resample(subject.stack(names), subject.affine, affine, shape)
+            names, device = modalities or subject.modalities, next(model.parameters()).device
+            moved = resample(subject.stack(names), subject.affine, affine, shape, device=device)
             on_grid = Subject(subject.id, dict(zip(names, moved)), affine, paths=subject.paths)  # paths: for messages
             prob = predict_subject(model, on_grid, names, tta=tta, probabilities=True, batch_size=batch_size)[1]
-            prob = resample(prob, affine, subject.affine, subject.shape, mode='nearest')  # (the call above warned)
+            prob = resample(prob, affine, subject.affine, subject.shape, 'nearest', device)  # (the call above warned)
             labels = prob.argmax(0).astype(np.uint8)
             return (labels, prob) if probabilities else labels
     p = preprocess(subject, modalities, normalize=getattr(model, 'normalize', 'zscore'))
