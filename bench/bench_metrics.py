@@ -124,8 +124,8 @@ def main():
         peers.append((name, n_edge_3d, t_monai, t_fast, t_hd, fast, theirs, list(table.code)))
     print(f"\nscore_labels: Dice, HD95 and VS of all 8 structures from the two label maps (ignore labels removed), on "
           f"{_cpus()} threads (one per usable CPU);\n1 thread: score_labels(threads=1), the same values; hd95 x8: the "
-          "public hd95 on each structure's two masks (made in the timed call, as in the reference; its two searches on "
-          f"{_cpus()} threads). The reference runs on one.")
+          "public hd95 on each structure's two masks (made in the timed call, as in the reference; on one thread). "
+          "The reference runs on one.")
     print(f"\n{'prediction':<22} {'boundary vox':>12} {'MONAI s':>9} {'score_labels':>13} {'hd95 x8':>9} "
           f"{'max |diff| mm':>14} {'labels > 0.5 mm apart':>22}")
     for name, n_edge_3d, t_monai, t_fast, t_hd, fast, theirs, codes in peers:
