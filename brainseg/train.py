@@ -493,8 +493,7 @@ def fit(model: nn.Module, # the network to train (moved to the config's device)
         net = torch.compile(model.train())
         probe = _to(pad_collate([dataset[i] for i in range(min(len(dataset), cfg.batch_size))]), device)
         t0 = time.time()
-        with autocast_for(device, cfg.amp):
-            gap = check_compiled(model, net, probe, loss_fn)
+        gap = check_compiled(model, net, probe, loss_fn)  # in float32, whatever the run's autocast
         if rank == 0: log(f"compiled in {time.time() - t0:.0f} s; in float32, gradients agree with eager ones to "
                           f"{gap['parameters']:.1e} (parameters), {gap['input']:.1e} (input)")
     if world > 1: net = nn.parallel.DistributedDataParallel(net)
