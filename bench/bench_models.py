@@ -10,17 +10,21 @@ recomputed in the backward pass, `grad_checkpointing`), base + class head, V-Net
 levels to a one-thread im2col path at a batch of one; `vnet` keeps them on oneDNN (`models.Conv3d`).
 `X_compile`: network X under torch.compile, as the trainer's `compile` runs it, its gradients checked against eager
 ones (`train.check_compiled`).
-Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). After the table, `--memory-batch`
+Slab networks run at `--slab-batch` slabs of 19 slices (11 output slices each). `X_slab35`: network X on slabs of 35
+slices (27 output slices; the batch that gives about as many output slices per step): each output slice is computed
+as on 19-slice slabs (same weights, same 9-slice context), but the in-plane features of the 8 slices a slab loses
+through-plane are shared by 27 output slices instead of 11. After the table, `--memory-batch`
 slabs through `base_ckpt` (and through `base` with `--memory-plain`: an estimated 27 GB at 240 x 240, batch 8).
     python bench/bench_models.py                 # all, CPU, 240 x 240, batch 8 (slabs 2), 3 modalities, 9 classes
     python bench/bench_models.py --size 128 --steps 2 --only unet monai_unet
 """
-import argparse, inspect, json, subprocess, sys, time
+import argparse, inspect, json, re, subprocess, sys, time
 import torch
 from common import gemm_gflops, peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
-          'base_cls', 'base_cls_compile', 'cascade', 'vnet', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
+          'base_cls', 'base_cls_compile', 'base_cls_slab35', 'base_cls_compile_slab35', 'cascade', 'vnet',
+          'vnet_im2col', 'vnet_compile', 'monai_vnet']
 DEFENDED = {'unet', 'unet_compile', 'monai_unet', 'base', 'base_cls', 'base_cls_compile', 'vnet', 'vnet_compile'}
 # (also timed with FGSM)
 
@@ -36,8 +40,14 @@ class AsDict(torch.nn.Module):
     def __init__(self, net): super().__init__(); self.net = net
     def forward(self, x): return {'seg': self.net(x)}
 
+def slab_of(name) -> tuple:
+    "'base_cls_slab35' -> ('base_cls', 35): a row's network and its input slices per slab (19 unless named)."
+    m = re.fullmatch(r'(.+)_slab(\d+)', name)
+    return (m[1], int(m[2])) if m else (name, 19)
+
 def build(name):
     from brainseg.models import UNet, BaseNet, VNet, set_grad_checkpointing
+    name = slab_of(name)[0]
     if name.endswith('_compile'): return build(name.removesuffix('_compile'))
     if name == 'unet': return UNet(3, 9), 'slice'
     if name == 'unet4': return UNet(3, 9, features=(32, 64, 128, 256)), 'slice'
@@ -74,11 +84,12 @@ def build(name):
         return AsDict(torch.nn.Sequential(torch.nn.Conv3d(3, 4, 1), MonaiVNet(3, 4, 9))), 'volume'
     raise ValueError(name)
 
-def make_batch(kind, batch, size, device, n_rois=8):
-    "Input, targets and the number of output slices per step."
+def make_batch(kind, batch, size, device, n_rois=8, slab=19):
+    "Input, targets and the number of output slices per step (slab networks: `slab` slices in, 8 fewer out)."
     if kind == 'slice': x, t, n = torch.randn(batch, 3, size, size), torch.randint(0, 9, (batch, size, size)), batch
     elif kind == 'slab':
-        x, t, n = torch.randn(batch, 3, 19, size, size), torch.randint(0, 9, (batch, 11, size, size)), batch * 11
+        x, t, n = (torch.randn(batch, 3, slab, size, size), torch.randint(0, 9, (batch, slab - 8, size, size)),
+                   batch * (slab - 8))
     else: x, t, n = torch.randn(1, 3, 16, size, size), torch.randint(0, 9, (1, 16, size, size)), 16
     roi = torch.randint(0, 2, t.shape[:1] + ((t.shape[1],) if kind != 'slice' else ()) + (n_rois,)).float()
     return {'image': x.to(device), 'target': t.to(device), 'roi': roi.to(device)}, n
@@ -96,9 +107,10 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0, amp=False)
     loss_fn = JointLoss(cls_weight=1.0)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     with torch.no_grad(): out = model(make_batch(kind, 1, 32, device)[0]['image'])
-    data, n_slices = make_batch(kind, batch, size, device, out['cls'].shape[-1] if 'cls' in out else 8)
+    rois = out['cls'].shape[-1] if 'cls' in out else 8
+    data, n_slices = make_batch(kind, batch, size, device, rois, slab_of(name)[1])
     net, extra = model, {}
-    if name.endswith('_compile'):
+    if slab_of(name)[0].endswith('_compile'):
         net = torch.compile(model)
         t0 = time.perf_counter()
         with autocast(): extra['grad_gap'] = check_compiled(model, net, data, loss_fn, tol=float('inf'))
@@ -166,17 +178,19 @@ def main():
           f"{a.slab_batch}), 3 modalities, 9 classes; slices/s counts output slices")
     rows = []
     for name in a.only:
-        batch = a.slab_batch if name.startswith(('base', 'cascade')) else a.batch
+        depth = slab_of(name)[1]  # deeper slabs: the batch with about as many output slices as --slab-batch slabs of 19
+        batch = max(1, round(a.slab_batch * 11 / (depth - 8))) if name.startswith(('base', 'cascade')) else a.batch
         for defended in (False, True) if name in DEFENDED else (False,):
             r = child(name, defended, batch, a.steps)
             if r is None: break
             rows.append(r)
             print(f"{name}{' FGSM' if defended else ''}, batch {batch}: {r['step_s']:.3f} s per step", file=sys.stderr,
                   flush=True)  # progress, for a run stopped before its table
-    print(f"{'model':<13}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
+    w = max([13, *(len(r['model']) + 1 for r in rows)])  # the model column fits the longest name
+    print(f"{'model':<{w}}{'defended':>9}{'params M':>10}{'step s':>9}{'slices/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
           f"{'of GEMM':>9}{'peak MiB':>10}")
     for r in rows:
-        print(f"{r['model']:<13}{str(r['defended']):>9}{r['params_M']:>10.2f}{r['step_s']:>9.2f}"
+        print(f"{r['model']:<{w}}{str(r['defended']):>9}{r['params_M']:>10.2f}{r['step_s']:>9.2f}"
               f"{r['slices_per_s']:>10.2f}{r['gflop_per_step']:>12.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}"
               f"{r['peak_MiB']:>10.0f}")
     by = {(r['model'], r['defended']): r for r in rows}
@@ -191,7 +205,13 @@ def main():
                            ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
                            ('vnet', 'vnet_im2col', '3D convolutions on oneDNN vs PyTorch\'s choice at batch 1'),
                            *((f'{m}_compile', m, 'torch.compile vs eager')
-                             for m in ('unet', 'base_inst', 'base_cls', 'vnet'))):
+                             for m in ('unet', 'base_inst', 'base_cls', 'vnet')),
+                           *((f'{m}_slab35', m, 'per output slice: slabs of 35 slices vs 19')
+                             for m in ('base_cls', 'base_cls_compile')),
+                           ('base_cls_compile_slab35', 'base_cls', 'per output slice: compiled on slabs of 35 vs eager '
+                            'on 19'),
+                           ('base_cls_compile_slab35', 'base', 'per output slice: with its class head, compiled, on '
+                            'slabs of 35 vs without, eager, on 19')):
         for defended in (False, True):
             if (new, defended) in by and (old, defended) in by:
                 print(f"  {new} / {old} throughput ({what}{', FGSM' if defended else ''}): "

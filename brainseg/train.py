@@ -49,7 +49,8 @@ class TrainConfig(Config):
     eps: float = setting(0.0, "FGSM step in z-score units (paper: 0.05 / 0.1 / 0.2); 0 = no adversarial defense")
     adv_fraction: float = setting(0.5, "share of each batch replaced by FGSM examples when eps > 0")
     modalities: tuple = setting(MODALITIES, "input channels, in order")
-    slab: int = setting(19, "slab networks: input slices per slab (19 in, 11 out for the base network)")
+    slab: int = setting(19, "slab networks: input slices per slab (19 in, 11 out for the base network; deeper slabs "
+                        "cost less per output slice, each output slice seeing the same slices: 35 in, 27 out)")
     patch: tuple = setting((16, 64, 64), "volume networks: patch size (D, H, W) in voxels")
     crop: int = setting(0, "slab and slice networks: random in-plane window of at most this size (voxels, a "
                         "multiple of 16) per training sample; 0 = whole slices")
