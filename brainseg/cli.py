@@ -34,7 +34,7 @@ def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
         if isinstance(default, bool): g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
         elif isinstance(default, tuple):  # an empty default (spacing) holds numbers
             g.add_argument(opt, nargs='+', type=type(default[0]) if default else float, default=None, help=h)
-        else: g.add_argument(opt, type=type(default), default=None, help=h, choices=choices)
+        else: g.add_argument(opt, type=str if default is None else type(default), default=None, help=h, choices=choices)
 
 def _config_from(args, cls=TrainConfig) -> dict:
     "The config fields given on the command line."

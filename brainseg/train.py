@@ -42,8 +42,8 @@ class TrainConfig(Config):
                          "'vnet' (3D)", choices=MODELS)
     features: int = setting(0, "channels: base per block (32), unet first level (32), vnet first stage (16); "
                             "0 = the network's default")
-    norm: str = setting('instance', "feature normalization: 'instance' or 'batch' (the paper's base network used "
-                        "batch)", choices=NORMS)
+    norm: str = setting(None, "feature normalization: 'instance' or 'batch' (the paper's base network used batch); "
+                        "None = the network's own (`ModelSpec.norm`): instance, batch for the V-Net", choices=NORMS)
     class_head: bool = setting(True, "the slice ROI-presence head (the paper's 'Class')")
     cls_weight: float = setting(1.0, "lambda: weight of the ROI-presence BCE in the joint loss")
     eps: float = setting(0.0, "FGSM step in z-score units (paper: 0.05 / 0.1 / 0.2); 0 = no adversarial defense")
@@ -87,6 +87,7 @@ class TrainConfig(Config):
 
     def __post_init__(self):
         self.check_choices()
+        if self.norm is None: self.norm = model_spec(self.model).norm
         self.modalities = modality_names(self.modalities)
         self.patch = tuple(int(v) for v in np.broadcast_to(self.patch, 3))
         for k in ('epochs', 'batch_size', 'slab', 'val_batch_size'):
