@@ -108,9 +108,10 @@ def one(name, size, batch, steps, defended, device, adv_fraction=1.0, amp=False)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     with torch.no_grad(): out = model(make_batch(kind, 1, 32, device)[0]['image'])
     rois = out['cls'].shape[-1] if 'cls' in out else 8
-    data, n_slices = make_batch(kind, batch, size, device, rois, slab_of(name)[1])
+    network, depth = slab_of(name)
+    data, n_slices = make_batch(kind, batch, size, device, rois, depth)
     net, extra = model, {}
-    if slab_of(name)[0].endswith('_compile'):
+    if network.endswith('_compile'):
         net = torch.compile(model)
         t0 = time.perf_counter()
         with autocast(): extra['grad_gap'] = check_compiled(model, net, data, loss_fn, tol=float('inf'))
