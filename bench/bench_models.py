@@ -4,8 +4,10 @@ Each measurement runs in its own process (so peak resident memory is its own). P
 Rows: brainseg's U-Net, base network (batch norm, the paper's: NCHW, as PyTorch's channels-last batch norm sums in
 float32 on a CPU; `base_inst`: instance norm, the trainer's default, as a channels-last GroupNorm;
 `base_inst_nchw`: instance norm as it was before, InstanceNorm2d on NCHW features; `base_ckpt`: residual blocks
-recomputed in the backward pass, `grad_checkpointing`), base + class head, V-Net, the cascade's three stage networks
-(each at the full size: an upper bound, later stages train on their region's box), MONAI's UNet and VNet.
+recomputed in the backward pass, `grad_checkpointing`), base + class head, V-Net (the trainer's: 5 x 5 x 5
+convolutions, batch norm; `vnet_k3`: 3 x 3 x 3 ones, 4.4x fewer FLOPs), the cascade's three stage networks as
+`train_cascade` builds them (instance norm, class heads; each at the full size: an upper bound, later stages train on
+their region's box), MONAI's UNet and VNet.
 `vnet_im2col`: the V-Net with PyTorch's own choice of 3D convolution backend (`nn.Conv3d`), which sends its deeper
 levels to a one-thread im2col path at a batch of one; `vnet` keeps them on oneDNN (`models.Conv3d`).
 `X_compile`: network X under torch.compile, as the trainer's `compile` runs it, its gradients checked against eager
@@ -24,7 +26,7 @@ from common import gemm_gflops, peak_mib
 
 MODELS = ['unet', 'unet_compile', 'monai_unet', 'base', 'base_ckpt', 'base_inst_nchw', 'base_inst', 'base_inst_compile',
           'base_cls', 'base_cls_compile', 'base_cls_slab35', 'base_cls_compile_slab35', 'cascade', 'vnet',
-          'vnet_im2col', 'vnet_compile', 'monai_vnet']
+          'vnet_k3', 'vnet_im2col', 'vnet_compile', 'monai_vnet']
 DEFENDED = {'unet', 'unet_compile', 'monai_unet', 'base', 'base_cls', 'base_cls_compile', 'vnet', 'vnet_compile'}
 # (also timed with FGSM)
 
@@ -69,12 +71,14 @@ def build(name):
         net.channels_last = False
         return net, 'slab'
     if name == 'base_cls': return BaseNet(3, 9, class_head=True), 'slab'
-    if name == 'cascade':
+    if name == 'cascade':  # as `train_cascade` builds it from a default run: instance norm, class heads
         from brainseg.cascade import Cascade
-        return AllStages(Cascade().nets), 'slab'
-    if name == 'vnet': return VNet(3, 9, kernel_size=3), 'volume'
+        from brainseg.train import TrainConfig, stage_configs_from
+        return AllStages(Cascade(configs=stage_configs_from(TrainConfig(model='base'))).nets), 'slab'
+    if name == 'vnet': return VNet(3, 9), 'volume'
+    if name == 'vnet_k3': return VNet(3, 9, kernel_size=3), 'volume'
     if name == 'vnet_im2col':
-        net = VNet(3, 9, kernel_size=3)
+        net = VNet(3, 9)
         for m in net.modules():
             if isinstance(m, torch.nn.Conv3d): m.__class__ = torch.nn.Conv3d
         return net, 'volume'
@@ -196,15 +200,17 @@ def main():
               f"{r['peak_MiB']:>10.0f}")
     by = {(r['model'], r['defended']): r for r in rows}
     print("\nratios:")
-    if ('unet', False) in by and ('monai_unet', False) in by:
-        print("  brainseg UNet / MONAI UNet throughput: "
-              f"{by['unet', False]['slices_per_s'] / by['monai_unet', False]['slices_per_s']:.2f}x "
-              f"(params {by['unet', False]['params_M']:.2f} M vs {by['monai_unet', False]['params_M']:.2f} M)")
+    for ours, theirs, net in (('unet', 'monai_unet', 'UNet'), ('vnet', 'monai_vnet', 'VNet')):
+        if (ours, False) in by and (theirs, False) in by:
+            print(f"  brainseg {net} / MONAI {net} throughput: "
+                  f"{by[ours, False]['slices_per_s'] / by[theirs, False]['slices_per_s']:.2f}x "
+                  f"(params {by[ours, False]['params_M']:.2f} M vs {by[theirs, False]['params_M']:.2f} M)")
     for new, old, what in (('base', 'base_inst', 'batch norm (NCHW) vs instance norm (channels-last)'),
                            ('base_inst', 'base_inst_nchw',
                             'instance norm, channels-last GroupNorm vs NCHW InstanceNorm2d'),
                            ('base_ckpt', 'base', 'blocks recomputed in backward vs activations kept'),
                            ('vnet', 'vnet_im2col', '3D convolutions on oneDNN vs PyTorch\'s choice at batch 1'),
+                           ('vnet_k3', 'vnet', '3 x 3 x 3 convolutions vs 5 x 5 x 5'),
                            *((f'{m}_compile', m, 'torch.compile vs eager')
                              for m in ('unet', 'base_inst', 'base_cls', 'vnet')),
                            *((f'{m}_slab35', m, 'per output slice: slabs of 35 slices vs 19')

@@ -17,7 +17,7 @@ import torch
 BENCH = Path(__file__).resolve().parent
 # name -> (what it compares, script, arguments of the full run, arguments of --quick)
 SUITE = {
-    'models': ("Training throughput, peak memory and GFLOP/s: brainseg's networks vs MONAI's UNet",
+    'models': ("Training throughput, peak memory and GFLOP/s: brainseg's networks vs MONAI's UNet and VNet",
                'bench_models.py', [], ['--size', '128', '--steps', '2', '--batch', '4', '--memory-plain']),
     'metrics': ("Scoring (HD95 of 8 labels, 240 x 240 x 48): brainseg vs a per-point KD-tree reference",
                 'bench_metrics.py', [], ['--repeat', '1']),
