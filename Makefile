@@ -23,7 +23,7 @@ help:
 	@echo "make demo-models - train the models the demo ships (grid demo_models, CPU ~40 min) into brainseg/weights/demo"
 	@echo "make pretrained - train the models for real scans (grid pretrained, 4 runs, CPU ~75 min) into brainseg/weights/pretrained"
 	@echo "make table1 - the paper's Table 1 grid (resumable) into results/table1, and its report"
-	@echo "make bench  - the benchmarks against their peers, into BENCHMARKS.md (BENCH=--quick: about 18 minutes on 2 cores)"
+	@echo "make bench  - the benchmarks against their peers, into BENCHMARKS.md (BENCH=--quick: about 20 minutes on 2 cores)"
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -4,7 +4,7 @@ Every benchmark measures brainseg next to a peer in the same run (MONAI, TorchIO
 and prints its figures and ratios; this script runs each in its own process, one after the other, and collects
 their output with the wall time each took. Nothing is asserted. A benchmark that fails is reported (exit status and
 the end of its output) and the others still run; the exit status is then 1.
-    python bench/run_all.py --quick            # small sizes: about 18 minutes on 2 cores
+    python bench/run_all.py --quick            # small sizes: about 20 minutes on 2 cores
     python bench/run_all.py                    # the scripts' own defaults (240 x 240 x 48, full budgets): long
     python bench/run_all.py --only models metrics --out /some/where.md
     python bench/run_all.py --device cuda      # the benchmarks that run on a GPU, into BENCHMARKS-cuda.md
