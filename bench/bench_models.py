@@ -212,7 +212,7 @@ def main():
                            ('vnet', 'vnet_im2col', '3D convolutions on oneDNN vs PyTorch\'s choice at batch 1'),
                            ('vnet_k3', 'vnet', '3 x 3 x 3 convolutions vs 5 x 5 x 5'),
                            *((f'{m}_compile', m, 'torch.compile vs eager')
-                             for m in ('unet', 'base_inst', 'base_cls', 'vnet')),
+                             for m in ('unet', 'base_inst', 'base_cls', 'cascade', 'vnet')),
                            *((f'{m}_slab35', m, 'per output slice: slabs of 35 slices vs 19')
                              for m in ('base_cls', 'base_cls_compile')),
                            ('base_cls_compile_slab35', 'base_cls', 'per output slice: compiled on slabs of 35 vs eager '
