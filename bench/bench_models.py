@@ -78,10 +78,10 @@ def build(name):
     if name == 'vnet': return VNet(3, 9), 'volume'
     if name == 'vnet_k3': return VNet(3, 9, kernel_size=3), 'volume'
     if name == 'vnet_im2col':
-        net = VNet(3, 9)
+        net, kind = build('vnet')  # the same network, its convolutions PyTorch's own
         for m in net.modules():
             if isinstance(m, torch.nn.Conv3d): m.__class__ = torch.nn.Conv3d
-        return net, 'volume'
+        return net, kind
     if name == 'monai_vnet':
         from monai.networks.nets import VNet as MonaiVNet
         # MONAI's VNet needs in_channels to divide 16: a 1x1x1 convolution takes the 3 modalities to 4 channels
