@@ -11,7 +11,8 @@ from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrain
 from .data import mrbrains_folders
 from .config import config_help
 from .models import MODELS
-from .train import TrainConfig, train, train_cascade
+from .trainconfig import TrainConfig
+from .train import train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
 from .experiments import subjects_from, split, load_grid, run_grid, pretrained_path
@@ -22,6 +23,13 @@ __all__ = ['VIEWER_NOTEBOOK', 'ERRORS', 'cmd_train', 'cmd_predict', 'evaluate_ta
            'cmd_experiment', 'cmd_view', 'demo', 'main']
 
 # %% ../nbs/14_cli.ipynb #9e15bcfb
+def _json_dict(text: str) -> dict:
+    "A JSON object given on the command line."
+    try: value = json.loads(text)
+    except json.JSONDecodeError as e: raise argparse.ArgumentTypeError(f"expected a JSON object, found {text!r}: {e}")
+    if not isinstance(value, dict): raise argparse.ArgumentTypeError(f"expected a JSON object, found {text!r}")
+    return value
+
 def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
                         cls=TrainConfig, # a `config.Config` dataclass
                        ):
@@ -32,6 +40,8 @@ def _add_config_options(p: argparse.ArgumentParser, # the parser to extend
         shown = ' '.join(map(str, default)) if isinstance(default, tuple) else default
         h = f"{row['help']} (default: {shown})".replace('%', '%%')
         if isinstance(default, bool): g.add_argument(opt, action=argparse.BooleanOptionalAction, default=None, help=h)
+        elif isinstance(default, dict):  # settings by name, written as JSON
+            g.add_argument(opt, type=_json_dict, default=None, metavar='JSON', help=h)
         elif isinstance(default, tuple):  # an empty default (spacing) holds numbers
             g.add_argument(opt, nargs='+', type=type(default[0]) if default else float, default=None, help=h)
         else: g.add_argument(opt, type=str if default is None else type(default), default=None, help=h, choices=choices)

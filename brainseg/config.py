@@ -11,12 +11,14 @@ from dataclasses import field, fields
 __all__ = ['setting', 'Config', 'config_help', 'config_markdown']
 
 # %% ../nbs/00a_config.ipynb #d7eb6e54
-def setting(default, # the default value: a number, string, bool, None or tuple (immutable)
+def setting(default, # the default value: a number, string, bool, None, tuple, or a dict (each config gets a copy)
             help: str, # what it sets, with units; shown by `--help` and in the docs
             choices=None, # the allowed values: a collection (read each time it is checked, so a registry may grow)
            ) -> dataclasses.Field:
     "A config field: its default, with its help and choices in the field's metadata."
-    return field(default=default, metadata={'help': help, 'choices': choices})
+    meta = {'help': help, 'choices': choices}
+    if isinstance(default, dict): return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 class Config:
     "Base of brainseg's config dataclasses: checked choices, `from_dict` that rejects unknown keys, plain `to_dict`."

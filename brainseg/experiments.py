@@ -14,8 +14,9 @@ import brainseg
 from .io import atomic_path
 from .phantom import FOV_MM
 from .data import load_dataset, kfold, save_folds, preprocess
-from .train import (TrainConfig, CHECKPOINT_FORMAT, train, train_cascade, load_model, pick_device, make_dataset,
-                            pad_collate)
+from .trainconfig import TrainConfig
+from .checkpoints import CHECKPOINT_FORMAT, load_model, pick_device
+from .train import train, train_cascade, make_dataset
 from .models import model_geometry, save_torch_file, load_torch_file
 from .cascade import CASCADE_FORMAT
 from .adversarial import robustness
@@ -169,10 +170,8 @@ def robustness_run(model_path, # a saved single network (checkpoint); cascades a
     ds = make_dataset(cfg, [preprocess(s, cfg.modalities, normalize=cfg.normalize) for s in subjects], train=False,
                       geometry=model_geometry(model))
     chosen = np.unique(np.linspace(0, len(ds) - 1, min(max_samples, len(ds))).round().astype(int)).tolist()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, chosen), batch_size=batch_size,
-                                         collate_fn=pad_collate)
     dev = next(model.parameters()).device
-    batches = ({k: v.to(dev) if torch.is_tensor(v) else v for k, v in b.items()} for b in loader)
+    batches = (ds.batch(chosen[i:i + batch_size], device=dev) for i in range(0, len(chosen), batch_size))
     return robustness(model, batches, eps_grid=tuple(eps_grid), pgd_steps=pgd_steps, seed=seed)
 
 # %% ../nbs/13_experiments.ipynb #db705110
@@ -318,16 +317,16 @@ GRIDS = {
                      norm='batch')},
         base=_DEMO_DATA),
     'pretrained': Grid('pretrained', {
-        't1': dict(modalities=['T1'], randomize=True),
-        't1_plain': dict(modalities=['T1'], randomize=False),  # the same without randomization, for comparison
-        't1_half': dict(modalities=['T1'], randomize=True, synth_fraction=0.5),  # half synthesized, half real
-        'multi': dict(modalities=['T1', 'IR', 'FLAIR'], randomize=True)},
+        't1': dict(modalities=['T1'], augment='randomize'),
+        't1_plain': dict(modalities=['T1'], augment='standard'),  # the same without randomization, for comparison
+        't1_half': dict(modalities=['T1'], augment='randomize', augment_settings={'p_synth': 0.5}),  # half synthesized
+        'multi': dict(modalities=['T1', 'IR', 'FLAIR'], augment='randomize')},
         base={**_DEMO_DATA, **_REAL_SCANS}, reference='t1_plain', claims=[['t1', 't1_plain']]),
     'smoke': Grid('smoke', {'unet': dict(model='unet', features=4),
                             'base': dict(model='base', features=4, class_head=True, eps=0.1)},
                   axes={'fold': [0, 1]},
                   base=dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2, batch_size=2,
-                            augment=False)),
+                            augment='none')),
 }
 
 def load_grid(spec, # a `Grid`, a dict of its fields, a name in `GRIDS`, or a JSON / YAML file

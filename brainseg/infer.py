@@ -16,7 +16,7 @@ from .data import preprocess, to_network_layout
 from .models import load_torch_file
 from .cascade import Cascade, cascade_from_payload, CASCADE_FORMAT
 from .predict import predict_volume
-from .train import model_from_checkpoint, CHECKPOINT_FORMAT, pick_device
+from .checkpoints import model_from_checkpoint, CHECKPOINT_FORMAT, pick_device
 
 # %% auto #0
 __all__ = ['MIN_FOV_MM', 'BRAIN_ML', 'model_grid', 'resample', 'check_field_of_view', 'predict_subject', 'write_result',

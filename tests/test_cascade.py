@@ -344,7 +344,7 @@ def test_subject_without_the_region_is_left_out(pps):
 def test_briefly_trained_cascade_beats_the_majority_baseline(tmp_path):
     from brainseg.train import TrainConfig, train_cascade
     subject = make_phantom(0, (64, 64, 16))
-    cfg = TrainConfig(features=8, slab=13, epochs=1, iters_per_epoch=40, batch_size=2, lr=3e-3, augment=False,
+    cfg = TrainConfig(features=8, slab=13, epochs=1, iters_per_epoch=40, batch_size=2, lr=3e-3, augment='none',
                       class_aware=False, norm='batch')
     c = train_cascade(cfg, [subject], out=tmp_path, stage_configs=[{'margin': (4, 4, 1)}] * 3, log=lambda *a: None,
                       progress=False)

@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 from brainseg.data import (DatasetError, Fold, kfold, leave_one_out, load_dataset, load_folds, manifest_dataset,
                            mrbrains_dataset, preprocess, save_folds, to_network_layout, natural_key)
-from brainseg.samples import PatchDataset, SlabDataset, SliceDataset, Augment, class_aware_weights, roi_presence
+from brainseg.samples import (PatchDataset, SlabDataset, SliceDataset, BatchSource, class_aware_weights, epoch_order,
+                              roi_presence)
+from brainseg.transforms import Augment, rotate_zoom
 from brainseg.randomize import Randomize
-from brainseg.train import epoch_order
 from brainseg.io import Subject, SubjectError, save_nifti
 from brainseg.labels import IGNORE_INDEX, SCORED, label
 from brainseg.phantom import make_phantom, write_phantom_dataset
@@ -199,7 +199,7 @@ def test_sample_shapes(pps, cls, kwargs, image, target, roi, length):
         assert set(x['target'].unique().tolist()) <= set(range(9)) | {IGNORE_INDEX}
         torch.testing.assert_close(x['roi'], roi_presence(x['target']))
         assert x['subject'] in ('phantom0', 'phantom1') and x['origin'].shape == (3,) and x['slice'] == x['origin'][0]
-    batch = next(iter(DataLoader(ds, batch_size=2)))
+    batch = ds.batch([0, len(ds) - 1])
     assert tuple(batch['image'].shape) == (2, *image) and len(batch['subject']) == 2
 
 
@@ -320,60 +320,109 @@ def test_save_load_folds(tmp_path):
 
 # --- augmentation and sampling -----------------------------------------------------------------------------
 
-def labelled_image(pps):
-    "A slab whose image is a function of its target: image = target + 1 (0 where ignored)."
-    t = SlabDataset(pps, k=4, margin=0).targets[0][6:10]
-    return np.where(t == IGNORE_INDEX, 0, t.astype(np.float32) + 1)[None].repeat(2, 0), t
+def labelled_batch(pps):
+    "Two slabs whose image is a function of their target: image = target + 1 (0 where ignored), in 2 channels."
+    t = SlabDataset(pps, k=4, margin=0).targets[0][6:10].long()
+    t = torch.stack([t, t.flip(-2)])
+    return torch.where(t == IGNORE_INDEX, 0, t.float() + 1)[:, None].repeat(1, 2, 1, 1, 1), t
 
 def test_flip_keeps_alignment(pps):
-    img, t = labelled_image(pps)
+    img, t = labelled_batch(pps)
     aug = Augment(flip=1.0, rotate=0, zoom=(1, 1), intensity_scale=(1, 1), intensity_shift=(0, 0), gamma=(1, 1))
-    i2, t2 = aug(img, t, np.random.default_rng(0))
-    np.testing.assert_array_equal(t2, t[..., ::-1])
-    np.testing.assert_array_equal(i2[1], np.where(t2 == IGNORE_INDEX, 0, t2 + 1.0))
+    i2, t2 = aug(img, t, torch.Generator().manual_seed(0))
+    assert torch.equal(t2, t.flip(-1))
+    assert torch.equal(i2[:, 1], torch.where(t2 == IGNORE_INDEX, 0, t2 + 1.0))
+
+
+def test_a_known_rotation_moves_a_labelled_square_and_its_image_together():
+    "A square off the centre, turned 30 degrees: image and label land on the same voxels, where the rotation puts them."
+    t = torch.zeros(1, 1, 65, 65, dtype=torch.long)
+    t[..., 10:20, 40:50] = 3
+    img = (t == 3).float()[:, None] * 7
+    theta = torch.tensor([np.pi / 6])
+    i2, t2 = rotate_zoom(img, t, theta, torch.tensor([1.0]))
+    centroid = lambda m: np.argwhere(m).mean(0)
+    at_label, at_image = centroid(t2[0, 0].numpy() == 3), centroid(i2[0, 0, 0].numpy() > 3.5)
+    assert np.abs(at_label - at_image).max() < 0.5
+    # where the square's centre goes: output (y, x) -> input by the rotation about the centre (32, 32)
+    yc, xc = 14.5 - 32, 44.5 - 32
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    expected = np.linalg.solve([[c, s], [-s, c]], [xc, yc])[::-1] + 32  # solve input = R @ output for output
+    assert np.abs(at_label - expected).max() < 1.0, (at_label, expected)
+    assert (t2 == 3).sum() == pytest.approx(100, rel=0.1)
 
 
 def test_rotation_keeps_alignment(pps):
-    img, t = labelled_image(pps)
+    img, t = labelled_batch(pps)
     aug = Augment(flip=0.5, rotate=15, zoom=(0.9, 1.1), intensity_scale=(1, 1), intensity_shift=(0, 0), gamma=(1, 1))
     for seed in range(4):
-        i2, t2 = aug(img, t, np.random.default_rng(seed))
-        assert set(np.unique(t2)) <= set(np.unique(t)) | {IGNORE_INDEX}  # nearest: no new values
-        assert not np.array_equal(t2, t)
+        i2, t2 = aug(img, t, torch.Generator().manual_seed(seed))
+        assert set(t2.unique().tolist()) <= set(t.unique().tolist()) | {IGNORE_INDEX}  # nearest: no new values
+        assert not torch.equal(t2, t)
         scored = t2 != IGNORE_INDEX
-        agree = (np.rint(i2[0][scored]) == t2[scored] + 1).mean()  # linear image vs nearest target
+        agree = (i2[:, 0].round()[scored] == t2[scored] + 1).float().mean()  # linear image vs nearest target
         assert agree > 0.9, agree
-        np.testing.assert_array_equal(i2[0], i2[1])  # channels transformed alike
+        assert torch.equal(i2[:, 0], i2[:, 1])  # channels transformed alike
+
+
+@pytest.mark.parametrize('transform', [Augment(flip=0, rotate=0, zoom=(1, 1)),
+                                       Randomize(flip=0, rotate=0, zoom=(1, 1)),
+                                       Randomize(flip=0, rotate=0, zoom=(1, 1), p_synth=0)])
+def test_intensity_transforms_move_no_label(transform):
+    "With two structures' intensities swapped or not, no target voxel moves; every image is finite, and normalized."
+    from brainseg.template import make_template_subject
+    p = preprocess(make_template_subject(1, shape=(64, 64, 16), modalities=['T1']), normalize='percentile')
+    ds = SlabDataset([p], k=5, margin=2)
+    batch = ds.batch(range(0, 12, 2))
+    image, target = batch['image'], ds.batch(range(0, 12, 2), transform=None)['target']
+    full = torch.stack([ds.window(i)[2] for i in range(0, 12, 2)]).long()  # the labels of every image slice
+    g, wm = full == label('G').id, full == label('WM').id
+    swapped = image.clone()
+    swapped[:, 0][g], swapped[:, 0][wm] = image[:, 0][wm].mean(), image[:, 0][g].mean()
+    for inp in (image, swapped):
+        out, t2 = transform(inp, full, torch.Generator().manual_seed(4))
+        assert torch.equal(t2, full) and torch.equal(ds.output_slices(t2), target)
+        assert torch.isfinite(out).all()
+        if isinstance(transform, Randomize):
+            for one in out:
+                fg = one[one > 0]
+                fg = fg[fg > 0.1 * fg.quantile(0.99)]
+                assert float(fg.quantile(0.99)) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_intensity_changes_only_the_foreground(pps):
-    img, t = labelled_image(pps)
-    i2, t2 = Augment(flip=0, rotate=0, zoom=(1, 1))(img, t, np.random.default_rng(1))
-    np.testing.assert_array_equal(t2, t)
-    assert (i2[img == 0] == 0).all() and not np.allclose(i2[img != 0], img[img != 0])
+    img, t = labelled_batch(pps)
+    i2, t2 = Augment(flip=0, rotate=0, zoom=(1, 1))(img, t, torch.Generator().manual_seed(1))
+    assert torch.equal(t2, t)
+    assert (i2[img == 0] == 0).all() and not torch.allclose(i2[img != 0], img[img != 0])
 
 
-def test_augmentation_is_deterministic_by_seed_and_epoch(pps):
-    make = lambda seed: SlabDataset(pps, k=5, margin=2, augment=Augment(), seed=seed)
-    a, b, c = make(7), make(7), make(8)
-    for i in (0, 11, 25):
-        torch.testing.assert_close(a[i]['image'], b[i]['image'])
-        torch.testing.assert_close(a[i]['target'], b[i]['target'])
-    assert any(not torch.equal(a[i]['image'], c[i]['image']) for i in (0, 11, 25))
-    b.set_epoch(1)
-    assert any(not torch.equal(a[i]['image'], b[i]['image']) for i in (0, 11, 25))
-    loaded = next(iter(DataLoader(a, batch_size=4, num_workers=0)))['image']  # same values through a loader
-    torch.testing.assert_close(loaded[1], a[1]['image'])
+BATCH_IN_A_PROCESS = """
+import sys, torch
+from brainseg.phantom import make_phantom
+from brainseg.data import preprocess
+from brainseg.samples import SlabDataset, BatchSource
+from brainseg.randomize import Randomize
+ds = SlabDataset([preprocess(make_phantom(k, (64, 64, 16)), normalize='percentile') for k in range(2)], k=5, margin=2,
+                 crop=32)
+b = BatchSource(ds, 4, 10, seed=7, transform=Randomize())(3, 6)
+torch.save({k: b[k] for k in ('image', 'target', 'origin')}, sys.argv[1])
+"""
 
-
-def test_randomized_samples_are_the_same_in_a_worker(pps):
-    "Randomized training loads its data in a worker by default: a sample must not depend on the process making it."
-    ds = SlabDataset(pps, k=5, margin=2, augment=Randomize(), seed=3)
-    ds.set_epoch(2)
-    loaded = next(iter(DataLoader(ds, batch_size=3, num_workers=1)))
-    for i in range(3):
-        torch.testing.assert_close(loaded['image'][i], ds[i]['image'], rtol=0, atol=0)
-        torch.testing.assert_close(loaded['target'][i], ds[i]['target'], rtol=0, atol=0)
+def test_the_same_seed_epoch_and_step_give_the_same_batch_in_any_process(tmp_path):
+    "A batch is a function of (seed, epoch, step) only: another process, started afresh, draws it bit for bit."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, '-c', BATCH_IN_A_PROCESS, str(tmp_path / 'b.pt')], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    there = torch.load(tmp_path / 'b.pt')
+    ds = SlabDataset([preprocess(make_phantom(k, (64, 64, 16)), normalize='percentile') for k in range(2)], k=5,
+                     margin=2, crop=32)
+    source = BatchSource(ds, 4, 10, seed=7, transform=Randomize())
+    source(0, 0); source(5, 1)  # other batches drawn before change nothing
+    here = source(3, 6)
+    for k in there: assert torch.equal(here[k], there[k]), k
+    assert not torch.equal(BatchSource(ds, 4, 10, seed=8, transform=Randomize())(3, 6)['image'], here['image'])
 
 
 def test_class_aware_draws_oversample_the_rarest_class(pps):
@@ -397,16 +446,3 @@ def test_patch_centres_oversample_a_chosen_class(pps):
         return np.mean([ds[i]['target'].item() == label('L').id for i in range(len(ds))])
     base, chosen = lesion_centre_rate(0.0), lesion_centre_rate(0.6)
     assert base < 0.05 and 0.5 < chosen < 0.75, (base, chosen)
-
-
-def test_randomized_samples_are_reproducible_and_keep_the_target():
-    "A randomized training dataset: the same (seed, epoch, index), the same sample; targets as without randomization."
-    from brainseg.template import make_template_subject
-    items = [preprocess(make_template_subject(1, shape=(64, 64, 16), modalities=['T1']), normalize='percentile')]
-    plain = SliceDataset(items, seed=3)
-    a, b = (SliceDataset(items, augment=Randomize(spatial=None), seed=3) for _ in range(2))
-    for i in (2, 8, 13):
-        assert torch.equal(a[i]['image'], b[i]['image']) and torch.equal(a[i]['target'], plain[i]['target'])
-        assert torch.isfinite(a[i]['image']).all() and not torch.equal(a[i]['image'], plain[i]['image'])
-    b.set_epoch(1)
-    assert not torch.equal(a[8]['image'], b[8]['image'])  # another epoch, other draws

@@ -8,7 +8,7 @@ import pytest
 from brainseg.experiments import run_grid, notebook_path
 from brainseg.results import write_report, load_results
 
-TINY = dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2, batch_size=2, augment=False,
+TINY = dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2, batch_size=2, augment='none',
             modalities=['T1'])
 
 def tiny_grid(**configs) -> dict:
