@@ -64,9 +64,8 @@ def subjects_child(n: int, size: int, batch: int, device: str) -> dict:
     "In a child process: load, preprocess and make datasets of `n` template subjects, then one U-Net epoch of `fit`."
     from brainseg.template import template_subjects, load_template, template_anatomy
     from brainseg.data import preprocess
-    from brainseg.train import make_dataset, build_model, fit
+    from brainseg.train import make_dataset, build_model, fit, batch_source, pick_device
     from brainseg.models import model_geometry
-    from brainseg.samples import class_aware_weights
     load_template(); template_anatomy()  # once per process, whatever the number of subjects
     idle = peak_mib()
     t0 = time.perf_counter(); subjects = template_subjects(n, shape=(size, size, 48))
@@ -77,10 +76,10 @@ def subjects_child(n: int, size: int, batch: int, device: str) -> dict:
     slices = make_dataset(ucfg, items, geometry=model_geometry(unet))
     slabs = make_dataset(config('base'), items, geometry=dict(kind='slab', slices_lost=SLICES_LOST))
     t3 = time.perf_counter()
-    held = sum(a.nbytes for a in slices.images + slices.targets) / 2**20  # what one dataset holds
-    weights = class_aware_weights(slices.presence)
+    held = slices.nbytes / 2**20  # what one dataset holds
+    source = batch_source(ucfg, slices, pick_device(device), log=lambda *a: None)
     with tempfile.TemporaryDirectory() as out:
-        history = fit(unet, slices, [], ucfg, out, weights=weights, resume=False, log=lambda *a: None, progress=False)
+        history = fit(unet, source, [], ucfg, out, resume=False, log=lambda *a: None, progress=False)
     steps = max(1, len(slices) // batch)
     return dict(subjects=n, size=size, load_s=t1 - t0, preprocess_s=t2 - t1, datasets_s=t3 - t2, dataset_MiB=held,
                 slices=len(slices), slabs=len(slabs), epoch_steps=steps, epoch_s=history[-1]['seconds'],
@@ -93,16 +92,17 @@ def ddp_worker(size: int, batch: int, steps: int, threads: int) -> None:
     import torch.distributed as dist
     from brainseg.template import template_subjects
     from brainseg.data import preprocess
-    from brainseg.train import make_dataset, build_model, fit, dist_info
+    from brainseg.train import make_dataset, build_model, fit, dist_info, batch_source, pick_device
     from brainseg.models import model_geometry
     torch.set_num_threads(threads)
     rank, world, _ = dist_info()
-    cfg = config('unet', batch_size=batch, epochs=2, iters_per_epoch=steps, augment=False)
+    cfg = config('unet', batch_size=batch, epochs=2, iters_per_epoch=steps, augment='none')
     model = build_model(cfg)
     ds = make_dataset(cfg, [preprocess(s) for s in template_subjects(2, shape=(size, size, 48))],
                       geometry=model_geometry(model))
+    source = batch_source(cfg, ds, pick_device(cfg.device), log=lambda *a: None)
     with tempfile.TemporaryDirectory() as out:
-        history = fit(model, ds, [], cfg, out, resume=False, log=lambda *a: None, progress=False)
+        history = fit(model, source, [], cfg, out, resume=False, log=lambda *a: None, progress=False)
     allreduce, peaks = float('nan'), [peak_mib()]
     if world > 1:
         grads = torch.zeros(sum(p.numel() for p in model.parameters()))

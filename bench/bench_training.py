@@ -29,7 +29,9 @@ def score(subjects, predict) -> dict:
             'mean6': round(float(per[FOCUS].mean()), 4)}
 
 def run_brainseg(overrides, train_s, val_s, steps, batch, device, out, modalities):
-    from brainseg.train import TrainConfig, train, load_model
+    from brainseg.trainconfig import TrainConfig
+    from brainseg.checkpoints import load_model
+    from brainseg.train import train
     from brainseg.infer import predict_subject
     epochs = max(1, round(steps / 150))
     cfg = TrainConfig.from_dict({'model': 'unet', 'class_head': False, 'modalities': modalities, 'epochs': epochs,

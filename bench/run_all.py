@@ -23,15 +23,15 @@ SUITE = {
                 'bench_metrics.py', [], ['--repeat', '1']),
     'template': ('Template subjects: loading, generation cold and cached, vs phantoms',
                  'bench_template.py', [], ['--n', '2', '--shape', '96', '96', '24']),
-    'randomize': ("Domain randomization: brainseg's Randomize vs a TorchIO pipeline",
+    'randomize': ("Domain randomization: brainseg's batched Randomize vs a TorchIO pipeline and brainseg's numpy one",
                   'bench_randomize.py', [], ['--n', '20', '--repeats', '3']),
     'viewer': ('Viewer: slider change to new PNG vs a matplotlib redraw',
                'bench_viewer.py', [], ['--steps', '5']),
     'inference': ("Whole-volume inference (240 x 240 x 48, 3 modalities): brainseg's networks vs MONAI's "
                   "sliding_window_inference", 'bench_inference.py', [],
                   ['--size', '128', '--depth', '24', '--repeats', '1']),
-    'data': ('Data pipeline: loading, preprocessing, samples/s per dataset, share of a training step spent waiting',
-             'bench_data.py', [], ['--size', '96', '--subjects', '2', '--n', '8', '--repeats', '3', '--steps', '4']),
+    'data': ('Data pipeline, batches on the training device vs per-sample numpy in DataLoaders: samples/s per dataset '
+             'and transform, share of a training step spent waiting', 'bench_data.py', [], ['--quick']),
     'scaling': ('Scaling: step time and memory vs slab depth, in-plane size, batch, subjects; DDP with 2 processes',
                 'bench_scaling.py', [], ['--quick']),
     'real_brains': ('Models for real scans on Colin27 (a brain never seen in training)',
@@ -51,10 +51,11 @@ CUDA = {
                '--only', 'unet', 'monai_unet', 'base', 'base_ckpt', 'base_inst', 'base_cls',
                'base_cls_compile', 'cascade', 'vnet', 'monai_vnet'],
     'inference': ['--threads', str(os.cpu_count())],
-    'data': ['--workers', '0', '4', '8'],
+    'data': ['--batch-size', '8', '64', '--paths', 'old-4', 'new'],
+    'randomize': ['--batch', '64'],
     'scaling': ['--only', 'depth', 'size', 'batch', 'subjects', '--plot', PLOTS['scaling']['cuda']],
-    'training': ['--budget', 'steps', '--variant', '', '--variant', 'model=base,class_head=true,num_workers=8',
-                 '--variant', 'model=vnet,num_workers=8'],
+    'training': ['--budget', 'steps', '--variant', '', '--variant', 'model=base,class_head=true',
+                 '--variant', 'model=vnet'],
 }
 
 

@@ -5,8 +5,9 @@ import pytest
 from fastcore.docments import docments
 from brainseg.config import Config, config_help
 
-COMPLETE = ['config', 'labels', 'io', 'phantom', 'template', 'data', 'samples', 'randomize', 'losses', 'models',
-            'predict', 'adversarial', 'cascade', 'metrics', 'train', 'infer', 'viewer', 'experiments', 'results', 'cli']
+COMPLETE = ['config', 'labels', 'io', 'phantom', 'template', 'data', 'transforms', 'randomize', 'samples', 'losses',
+            'models', 'predict', 'adversarial', 'cascade', 'metrics', 'trainconfig', 'checkpoints', 'train', 'infer',
+            'viewer', 'experiments', 'results', 'cli']
 NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('experiments', 'split'),
          ('models', 'load_torch_file')]  # the ones found wanting in review
 
