@@ -77,8 +77,10 @@ def main(argv=None):
             print(f"| {name} | {key} | {ks:.3f} | {noise:.3f} |")
             ax = axes[r, c]
             lo, hi = np.percentile(np.concatenate([fo[key], fn[key]]), (0.5, 99.5))
-            for vals, label_, colour in ((fo[key], 'numpy (before)', '#999999'), (fn[key], 'torch batch (now)', '#0072B2')):
-                ax.hist(vals, bins=40, range=(lo, hi), density=True, histtype='step', lw=1.6, label=label_, color=colour)
+            for vals, label_, colour in ((fo[key], 'numpy (before)', '#999999'),
+                                         (fn[key], 'torch batch (now)', '#0072B2')):
+                ax.hist(vals, bins=40, range=(lo, hi), density=True, histtype='step', lw=1.6, label=label_,
+                        color=colour)
             ax.set_title(f"{name}: {key}\nKS {ks:.3f} (noise {noise:.3f})", fontsize=9)
             ax.tick_params(labelsize=7)
         axes[r, 0].legend(fontsize=7)
