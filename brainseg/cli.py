@@ -8,13 +8,13 @@ import argparse, json, sys, time
 from pathlib import Path
 import pandas as pd
 from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrains_subject
-from .data import mrbrains_folders
 from .config import config_help
 from .models import MODELS
 from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
-from .experiments import subjects_from, split, load_grid, run_grid, pretrained_path
+from .data import mrbrains_folders, subjects_from, split
+from .experiments import load_grid, run_grid, pretrained_path
 from .results import write_report
 
 # %% auto #0
