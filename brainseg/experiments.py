@@ -24,11 +24,12 @@ from .infer import predict_subject, write_result, load_predictor
 from .metrics import score_subject
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'KERNEL_START_TRIES', 'DASK_CONFIG', 'RunSpec', 'train_run', 'predict_run',
-           'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'placement', 'run_result',
-           'Grid', 'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status', 'GridPlan',
-           'plan_grid', 'RunTask', 'run_environment', 'execute_run', 'SequentialExecutor', 'connect_scheduler',
-           'local_cluster', 'DaskExecutor', 'make_executor', 'GridLocked', 'grid_lock', 'run_grid', 'ship_model']
+__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'KERNEL_START_TRIES', 'DASK_CONFIG', 'RUN_ATTEMPTS', 'RunSpec', 'train_run',
+           'predict_run', 'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'placement',
+           'run_result', 'Grid', 'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status',
+           'GridPlan', 'plan_grid', 'RunTask', 'run_environment', 'execute_run', 'SequentialExecutor',
+           'connect_scheduler', 'local_cluster', 'DaskExecutor', 'make_executor', 'GridLocked', 'grid_lock', 'run_grid',
+           'ship_model']
 
 # %% ../nbs/13_experiments.ipynb #63e014fc
 @dataclass
@@ -506,6 +507,7 @@ class SequentialExecutor:
 
     def __init__(self, threads: int|None = None, # torch threads of each run; None: the machine's default
                 ): self.threads = threads
+    started = False  # nothing to start: `run_grid` starts and closes it
     def start(self, log=print): return self
     def slots(self) -> int: return 1
     def close(self): pass
@@ -533,7 +535,7 @@ def connect_scheduler(address: str, # a running scheduler, e.g. 'tcp://node12:87
     finally: quiet.level = level
 
 DASK_CONFIG = {'distributed.worker.daemon': False,  # a run's code may start processes (DataLoader workers)
-               'distributed.scheduler.allowed-failures': 1}  # a run whose worker died is started again once
+               'distributed.scheduler.allowed-failures': 0}  # a worker's death is reported: `DaskExecutor` retries
 
 def local_cluster(workers: int, # worker processes, one thread each
                  ):
@@ -553,10 +555,17 @@ def _execute_on_worker(task: RunTask, threads: int|None, gpus: int, executor: st
     if threads is None: threads = max(1, _cores() // worker.state.nthreads)  # a remote worker's cores, shared
     return execute_run(task, run_environment(slot, threads, gpus, executor))
 
+RUN_ATTEMPTS = 2  # a run whose worker process died is started again once, then recorded as failed
+
+def _attempts(task: RunTask) -> int:
+    "How many times the run was started (its `started.json`), 0 if never."
+    path = Path(task.folder) / 'started.json'
+    return json.loads(path.read_text())['attempt'] if path.is_file() else 0
+
 def _killed(task: RunTask, error) -> dict:
     "Record a run whose worker died at each attempt in `failed.json`; its outcome."
     folder = Path(task.folder)
-    started = json.loads((folder / 'started.json').read_text()) if (folder / 'started.json').is_file() else {}
+    started = json.loads((folder / 'started.json').read_text()) if _attempts(task) else {}
     write_json(folder / 'failed.json', {'ename': 'KilledWorker', 'cell_index': None, 'traceback': [], 'evalue':
         f"the worker process running it died at attempt {started.get('attempt', 1)} (on {started.get('host')}, "
         f"pid {started.get('pid')}): {error}"})
@@ -569,7 +578,7 @@ class DaskExecutor:
                  scheduler: str|None = None, # or the address of an existing cluster's scheduler, 'tcp://host:8786'
                  gpus: int = 0, # GPUs of this machine to spread a local cluster's runs over
                  threads: int|None = None, # torch threads per run; None: cores // workers (remote: per worker)
-                 connect_timeout: float = 10, # seconds to reach the scheduler
+                 connect_timeout: float|None = None, # seconds to reach the scheduler; None: Dask's own setting
                 ):
         if (workers is None) == (scheduler is None):
             raise ValueError(f"DaskExecutor takes workers or a scheduler address, found workers={workers!r}, "
@@ -580,7 +589,6 @@ class DaskExecutor:
         self.threads = threads if threads or scheduler else max(1, _cores() // workers)
         self.name = 'dask-local' if workers else 'dask-scheduler'
         self.client = self.cluster = self._config = None
-        self._futures = []
 
     def __repr__(self):
         return (f"DaskExecutor(workers={self.workers}, threads={self.threads}, gpus={self.gpus})" if self.workers
@@ -593,12 +601,18 @@ class DaskExecutor:
             self._config = dask.config.set(DASK_CONFIG)  # for the cluster's life: a restarted worker reads it too
             self._config.__enter__()
             self.cluster, self.client = local_cluster(self.workers)
-        else: self.client = connect_scheduler(self.scheduler, self.connect_timeout)
+        else:
+            timeout = self.connect_timeout or dask.utils.parse_timedelta(
+                dask.config.get('distributed.comm.timeouts.connect'), default='seconds')
+            self.client = connect_scheduler(self.scheduler, timeout)
         info = self.client.scheduler_info()
         board = 'dashboard' in info.get('services', {}) and importlib.util.find_spec('bokeh')  # it needs bokeh
         board = f"; dashboard {self.client.dashboard_link}" if board else ''
         if log: log(f"dask: {self.slots()} runs at once on {len(info['workers'])} workers, {info['address']}{board}")
         return self
+
+    @property
+    def started(self) -> bool: return self.client is not None
 
     def slots(self) -> int:
         "Runs the cluster runs at once: its workers' threads."
@@ -606,21 +620,33 @@ class DaskExecutor:
 
     def map(self, tasks, # `RunTask`s
            ):
-        "Each run's outcome as it finishes (`distributed.as_completed`); a run whose worker died twice is failed."
+        "Each run's outcome as it finishes (`distributed.as_completed`); a run whose worker died is retried once."
         from distributed import as_completed, KilledWorker
-        futures = {self.client.submit(_execute_on_worker, t, self.threads, self.gpus, self.name, pure=False,
-                                      key=f"brainseg-{t.run}-{uuid.uuid4().hex[:8]}", priority=-i): t
-                   for i, t in enumerate(tasks)}
-        self._futures = list(futures)
-        for future in as_completed(futures):
-            try: yield future.result()
-            except KilledWorker as e: yield _killed(futures[future], e)
+        pending = {}  # future -> (task, its priority, attempts started before it was sent, deaths before it started)
+        def send(task, i, lost=0):
+            f = self.client.submit(_execute_on_worker, task, self.threads, self.gpus, self.name, pure=False,
+                                   key=f"brainseg-{task.run}-{uuid.uuid4().hex[:8]}", priority=-i)
+            pending[f] = (task, i, _attempts(task), lost)
+            return f
+        running = as_completed([send(t, i) for i, t in enumerate(tasks)])
+        try:
+            for future in running:
+                task, i, before, lost = pending.pop(future)
+                try: outcome = future.result()
+                except KilledWorker as e:
+                    started = _attempts(task) > before  # else the run was only queued on the worker that died
+                    if (started and _attempts(task) < RUN_ATTEMPTS) or (not started and lost < 3):
+                        running.add(send(task, i, lost + (not started)))
+                        future.release()
+                        continue
+                    outcome = _killed(task, e)
+                future.release()  # else Dask would run it again if the worker holding its outcome died
+                yield outcome
+        finally: self.client.cancel(list(pending))  # on Ctrl-C: nothing more starts
 
     def close(self):
-        "Cancel the runs not finished, disconnect, shut a local cluster down; finished runs stay."
-        if self.client is not None:
-            if self._futures: self.client.cancel(self._futures)
-            self.client.close()
+        "Disconnect, and shut a local cluster down with its workers; finished runs stay."
+        if self.client is not None: self.client.close()
         if self.cluster is not None: self.cluster.close()
         if self._config is not None: self._config.__exit__(None, None, None)
         self.client = self.cluster = self._config = None
@@ -630,6 +656,7 @@ def make_executor(workers: int|None = None, # a local Dask cluster of this many 
                   scheduler: str|None = None, # or an existing Dask cluster's scheduler address
                   runs_per_gpu: int|None = None, # runs sharing each GPU of this machine (workers = GPUs x this)
                   gpus: int|None = None, # GPUs of this machine; None: as torch sees them
+                  threads: int|None = None, # torch threads per run; None: cores // runs at once
                  ):
     "The executor the options name: sequential in this process by default, else a Dask one (not started yet)."
     gpus = torch.cuda.device_count() if gpus is None else gpus
@@ -644,9 +671,11 @@ def make_executor(workers: int|None = None, # a local Dask cluster of this many 
         workers = workers or gpus * runs_per_gpu
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"--workers must be an integer of at least 1, found {workers!r}")
-    if scheduler is not None: return DaskExecutor(scheduler=scheduler)
-    if workers is not None: return DaskExecutor(workers=workers, gpus=gpus)
-    return SequentialExecutor(threads=_cores() if not gpus else None)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads must be an integer of at least 1, found {threads!r}")
+    if scheduler is not None: return DaskExecutor(scheduler=scheduler, threads=threads)
+    if workers is not None: return DaskExecutor(workers=workers, gpus=gpus, threads=threads)
+    return SequentialExecutor(threads=threads or (_cores() if not gpus else None))
 
 # %% ../nbs/13_experiments.ipynb #b88c687c
 class GridLocked(ValueError):
@@ -705,16 +734,17 @@ def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
              overrides: dict|None = None, # parameters set in every run (over the grid's base)
              kernel_name: str = 'python3', # Jupyter kernel: 'python3' is this environment's
              log=print, # called with each progress line
-             executor=None, # where the runs run (`make_executor`); None: one at a time in this process
+             executor=None, # where the runs run (`make_executor`); None: one at a time in this process. One
+                            # started by the caller is left running for the next grid
             ) -> pd.DataFrame:
     "Run every run of a grid that has not finished on `executor`; a table of (run, config, status, seconds)."
     plan = plan_grid(grid, out, retry_failed, notebook, overrides)
     out, executor = plan.out, executor or make_executor()
     log(f"grid {plan.grid.name!r}: {len(plan.runs)} runs, {len(plan.runs) - len(plan.todo)} already finished or "
         f"failed, {len(plan.todo)} to run -> {out}")
-    outcomes = {}
+    outcomes, ours = {}, not executor.started
     try:
-        if plan.todo: executor.start(log)  # a cluster that cannot be reached fails here, before anything is written
+        if plan.todo and ours: executor.start(log)  # a cluster that cannot be reached fails here: nothing written
         out.mkdir(parents=True, exist_ok=True)
         with grid_lock(out):
             _claim_folder(out, plan.grid)
@@ -730,7 +760,8 @@ def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
             for o in (executor.map(tasks) if tasks else ()):
                 outcomes[o['run']] = o
                 log(_progress(o, outcomes, len(tasks), executor.slots(), time.time() - t0))
-    finally: executor.close()
+    finally:
+        if ours: executor.close()
     return pd.DataFrame([{'run': rid, 'config': name, 'status': run_status(out / rid),
                           'seconds': outcomes[rid]['seconds'] if rid in outcomes else None}
                          for rid, name, _ in plan.runs])
