@@ -656,7 +656,8 @@ def make_executor(workers: int|None = None, # a local Dask cluster of this many 
                   scheduler: str|None = None, # or an existing Dask cluster's scheduler address
                   runs_per_gpu: int|None = None, # runs sharing each GPU of this machine (workers = GPUs x this)
                   gpus: int|None = None, # GPUs of this machine; None: as torch sees them
-                  threads: int|None = None, # torch threads per run; None: cores // runs at once
+                  threads: int|None = None, # torch threads per run; None: cores // runs at once (torch's own default
+                                            # for one run at a time)
                  ):
     "The executor the options name: sequential in this process by default, else a Dask one (not started yet)."
     gpus = torch.cuda.device_count() if gpus is None else gpus
@@ -675,7 +676,7 @@ def make_executor(workers: int|None = None, # a local Dask cluster of this many 
         raise ValueError(f"--threads must be an integer of at least 1, found {threads!r}")
     if scheduler is not None: return DaskExecutor(scheduler=scheduler, threads=threads)
     if workers is not None: return DaskExecutor(workers=workers, gpus=gpus, threads=threads)
-    return SequentialExecutor(threads=threads or (_cores() if not gpus else None))
+    return SequentialExecutor(threads=threads)  # None: torch's default, all cores for the one run
 
 # %% ../nbs/13_experiments.ipynb #b88c687c
 class GridLocked(ValueError):

@@ -7,7 +7,7 @@ from brainseg.config import Config, config_help
 
 COMPLETE = ['config', 'labels', 'io', 'phantom', 'template', 'data', 'samples', 'randomize', 'losses', 'models',
             'predict', 'adversarial', 'cascade', 'metrics', 'train', 'infer', 'viewer', 'experiments', 'results', 'cli']
-NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('experiments', 'split'),
+NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('data', 'split'),
          ('models', 'load_torch_file')]  # the ones found wanting in review
 
 
