@@ -26,7 +26,8 @@ def main():
     ap.add_argument('--size', default='64x64x16', help='phantom grid, XxYxZ')
     ap.add_argument('--workers', type=int, default=2, help='Dask worker processes')
     a = ap.parse_args()
-    from brainseg.experiments import run_grid, make_executor, _cores
+    from brainseg.executors import make_executor, _cores
+    from brainseg.experiments import run_grid
     g = grid(a.runs, a.iters, a.size)
     print(f"config: {a.runs} U-Net runs of {a.iters} steps on {a.size} phantoms; {_cores()} cores; "
           f"{a.workers} workers")

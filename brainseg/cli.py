@@ -14,7 +14,8 @@ from .train import TrainConfig, train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
 from .data import mrbrains_folders, subjects_from, split
-from .experiments import load_grid, run_grid, make_executor, pretrained_path
+from .executors import make_executor
+from .experiments import load_grid, run_grid, pretrained_path
 from .results import write_report
 
 # %% auto #0

@@ -4,8 +4,7 @@
 
 # %% ../nbs/13_experiments.ipynb #01fceb0c
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, importlib.util, itertools, json, math, os, platform, random, re
-import subprocess, time, uuid
+import dataclasses, hashlib, itertools, json, math, os, platform, subprocess, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np
@@ -19,17 +18,15 @@ from .train import (TrainConfig, CHECKPOINT_FORMAT, train, train_cascade, load_m
                             pad_collate)
 from .models import model_geometry, save_torch_file, load_torch_file
 from .cascade import CASCADE_FORMAT
+from .executors import RunTask, run_status, make_executor, grid_lock
 from .adversarial import robustness
 from .infer import predict_subject, write_result, load_predictor
 from .metrics import score_subject
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'KERNEL_START_TRIES', 'DASK_CONFIG', 'RUN_ATTEMPTS', 'RunSpec', 'train_run',
-           'predict_run', 'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'placement',
-           'run_result', 'Grid', 'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status',
-           'GridPlan', 'plan_grid', 'RunTask', 'run_environment', 'execute_run', 'SequentialExecutor',
-           'connect_scheduler', 'local_cluster', 'DaskExecutor', 'make_executor', 'GridLocked', 'grid_lock', 'run_grid',
-           'ship_model']
+__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'RunSpec', 'train_run', 'predict_run', 'score_run', 'robustness_run',
+           'pretrained_path', 'git_commit', 'write_json', 'placement', 'run_result', 'Grid', 'load_grid',
+           'notebook_path', 'notebook_parameters', 'check_grid', 'GridPlan', 'plan_grid', 'run_grid', 'ship_model']
 
 # %% ../nbs/13_experiments.ipynb #63e014fc
 @dataclass
@@ -355,13 +352,6 @@ def check_grid(grid: Grid, # the grid
         except (ValueError, TypeError) as e: raise ValueError(f"grid {grid.name!r}, run {rid}: {e}") from e
     return runs
 
-# %% ../nbs/13_experiments.ipynb #8bb5f71b
-def run_status(folder, # a run's output folder, `<grid out>/<run id>/`
-              ) -> str:
-    "'done' (result.json written), 'failed' (failed.json written) or 'todo'."
-    folder = Path(folder)
-    return 'done' if (folder / 'result.json').is_file() else 'failed' if (folder / 'failed.json').is_file() else 'todo'
-
 # %% ../nbs/13_experiments.ipynb #1b90795c
 @dataclass
 class GridPlan:
@@ -407,308 +397,6 @@ def _claim_folder(out: Path, grid: Grid):
     _check_folder(out, grid)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / 'grid.json', grid.to_dict())
-
-# %% ../nbs/13_experiments.ipynb #768346ca
-@dataclass(frozen=True)
-class RunTask:
-    "One run to execute: plain data that travels to a worker process or another machine."
-    run: str  # run id, also the folder's name
-    config: str  # configuration name in the grid
-    folder: str  # the run's output folder (shared with the workers)
-    notebook: str  # the run notebook (the same path on the workers)
-    params: dict  # the notebook's parameters
-    kernel_name: str = 'python3'  # Jupyter kernel
-
-def run_environment(slot: int, # which run slot of this machine executes the run: 0 .. runs at once - 1
-                    threads: int|None, # torch threads of the run; None: leave the machine's default
-                    gpus: int = 0, # GPUs of this machine to spread the runs over; 0: leave the devices alone
-                    executor: str = 'sequential', # who ran it, for the record
-                   ) -> dict:
-    "The environment a run's kernel starts with: its thread count and, with GPUs, its own device."
-    env = {'BRAINSEG_EXECUTOR': executor, 'BRAINSEG_SLOT': str(slot)}
-    if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if gpus: env['CUDA_VISIBLE_DEVICES'] = str(slot % gpus)
-    return env
-
-@contextlib.contextmanager
-def _environ(env: dict):
-    "Set environment variables for the kernels started inside the block, then restore them."
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try: yield
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-
-# %% ../nbs/13_experiments.ipynb #ac9daca9
-KERNEL_START_TRIES = 4  # a kernel that fails to start is tried this many times, 1, 2, 4 s apart (plus jitter)
-
-def _strip_ansi(lines): return [re.sub(r"\x1b\[[0-9;]*m", '', l) for l in lines]
-
-def _kernel_start_failed(e: Exception) -> bool:
-    "Whether papermill failed before the kernel could run a cell (a port race, a kernel that did not answer)."
-    import zmq
-    text = f"{type(e).__name__}: {e}"
-    return isinstance(e, zmq.ZMQError) or any(s in text for s in (
-        "Kernel didn't respond", 'Kernel died before replying', 'Address already in use'))
-
-def _failure(e: Exception) -> dict:
-    from papermill.exceptions import PapermillExecutionError
-    if isinstance(e, PapermillExecutionError):
-        return {'ename': e.ename, 'evalue': e.evalue, 'cell_index': e.cell_index, 'traceback': _strip_ansi(e.traceback)}
-    return {'ename': type(e).__name__, 'evalue': str(e), 'cell_index': None, 'traceback': []}
-
-def _start_attempt(folder: Path) -> int:
-    "Count this attempt at the run in `started.json` (host, pid, attempt); the attempt's number."
-    previous = folder / 'started.json'
-    (folder / 'failed.json').unlink(missing_ok=True)
-    attempt = json.loads(previous.read_text())['attempt'] + 1 if previous.is_file() else 1
-    write_json(previous, {'host': platform.node(), 'pid': os.getpid(), 'attempt': attempt,
-                          'time': time.strftime('%Y-%m-%dT%H:%M:%S')})
-    return attempt
-
-def execute_run(task: RunTask, # the run
-                env: dict|None = None, # environment of its kernel (`run_environment`)
-                tries: int|None = None, # kernel start attempts; None: `KERNEL_START_TRIES`
-                sleep=time.sleep, # how to wait between attempts
-               ) -> dict:
-    "Execute one run's notebook here; its outcome {'run', 'status', 'seconds', 'ename', 'attempt', 'kernel_starts'}."
-    import papermill
-    folder, t0 = Path(task.folder), time.time()
-    attempt, tries = _start_attempt(folder), tries or KERNEL_START_TRIES
-    for start in range(1, tries + 1):
-        try:
-            with _environ(env or {}):
-                papermill.execute_notebook(task.notebook, str(folder / 'run.ipynb'), parameters=task.params,
-                                           kernel_name=task.kernel_name, cwd=str(folder), progress_bar=False,
-                                           log_output=False, extra_arguments=['--IPKernelApp.log_level=ERROR'])
-            if not (folder / 'result.json').is_file():
-                raise RuntimeError("the notebook finished without writing result.json")
-            failure = None
-        except Exception as e:
-            failure = _failure(e)
-            if _kernel_start_failed(e) and start < tries:
-                sleep(2 ** (start - 1) * (1 + 0.5 * random.random()))
-                continue
-        break
-    if failure: write_json(folder / 'failed.json', {**failure, 'kernel_starts': start})
-    return {'run': task.run, 'status': run_status(folder), 'seconds': round(time.time() - t0, 1),
-            'ename': failure and failure['ename'], 'attempt': attempt, 'kernel_starts': start}
-
-# %% ../nbs/13_experiments.ipynb #dad50e49
-def _cores() -> int:
-    "CPU cores this process may use."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
-class SequentialExecutor:
-    "Runs one run at a time in this process: the default executor."
-    name = 'sequential'
-
-    def __init__(self, threads: int|None = None, # torch threads of each run; None: the machine's default
-                ): self.threads = threads
-    started = False  # nothing to start: `run_grid` starts and closes it
-    def start(self, log=print): return self
-    def slots(self) -> int: return 1
-    def close(self): pass
-    def __repr__(self): return f"SequentialExecutor(threads={self.threads})"
-
-    def map(self, tasks, # `RunTask`s
-           ):
-        "Each run's outcome (`execute_run`), in order."
-        for task in tasks: yield execute_run(task, run_environment(0, self.threads, 0, self.name))
-
-# %% ../nbs/13_experiments.ipynb #b03ede8a
-def connect_scheduler(address: str, # a running scheduler, e.g. 'tcp://node12:8786'
-                      timeout: float = 10, # seconds to reach it
-                     ):
-    "A Dask `Client` of the cluster at `address`; a one-line error when it cannot be reached."
-    import logging
-    from distributed import Client
-    quiet = logging.getLogger('distributed')
-    level, quiet.level = quiet.level, logging.CRITICAL  # Dask logs each try; the error below says it once
-    try: return Client(address, timeout=timeout)
-    except Exception as e:
-        raise ConnectionError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
-                              f"({type(e).__name__}: {e}); start it first (`dask scheduler`, or a dask_jobqueue "
-                              f"cluster) or check the address") from e
-    finally: quiet.level = level
-
-DASK_CONFIG = {'distributed.worker.daemon': False,  # a run's code may start processes (DataLoader workers)
-               'distributed.scheduler.allowed-failures': 0}  # a worker's death is reported: `DaskExecutor` retries
-
-def local_cluster(workers: int, # worker processes, one thread each
-                 ):
-    "(cluster, client) of a Dask `LocalCluster` of single-threaded worker processes (`DASK_CONFIG` must be set)."
-    import logging
-    from distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
-                           dashboard_address=':0', silence_logs=logging.ERROR)
-    return cluster, Client(cluster)
-
-# %% ../nbs/13_experiments.ipynb #3aae1276
-def _execute_on_worker(task: RunTask, threads: int|None, gpus: int, executor: str) -> dict:
-    "`execute_run` on a Dask worker: a local cluster's worker name is the run's slot (and so its GPU)."
-    from distributed import get_worker
-    worker = get_worker()
-    slot = worker.name if isinstance(worker.name, int) else 0
-    if threads is None: threads = max(1, _cores() // worker.state.nthreads)  # a remote worker's cores, shared
-    return execute_run(task, run_environment(slot, threads, gpus, executor))
-
-RUN_ATTEMPTS = 2  # a run whose worker process died is started again once, then recorded as failed
-
-def _attempts(task: RunTask) -> int:
-    "How many times the run was started (its `started.json`), 0 if never."
-    path = Path(task.folder) / 'started.json'
-    return json.loads(path.read_text())['attempt'] if path.is_file() else 0
-
-def _killed(task: RunTask, error) -> dict:
-    "Record a run whose worker died at each attempt in `failed.json`; its outcome."
-    folder = Path(task.folder)
-    started = json.loads((folder / 'started.json').read_text()) if _attempts(task) else {}
-    write_json(folder / 'failed.json', {'ename': 'KilledWorker', 'cell_index': None, 'traceback': [], 'evalue':
-        f"the worker process running it died at attempt {started.get('attempt', 1)} (on {started.get('host')}, "
-        f"pid {started.get('pid')}): {error}"})
-    return {'run': task.run, 'status': run_status(folder), 'seconds': None, 'ename': 'KilledWorker',
-            'attempt': started.get('attempt', 1), 'kernel_starts': None}
-
-class DaskExecutor:
-    "Runs on Dask: a `LocalCluster` of `workers` single-threaded processes here, or the cluster at `scheduler`."
-    def __init__(self, workers: int|None = None, # worker processes of a local cluster, one run each at a time
-                 scheduler: str|None = None, # or the address of an existing cluster's scheduler, 'tcp://host:8786'
-                 gpus: int = 0, # GPUs of this machine to spread a local cluster's runs over
-                 threads: int|None = None, # torch threads per run; None: cores // workers (remote: per worker)
-                 connect_timeout: float|None = None, # seconds to reach the scheduler; None: Dask's own setting
-                ):
-        if (workers is None) == (scheduler is None):
-            raise ValueError(f"DaskExecutor takes workers or a scheduler address, found workers={workers!r}, "
-                             f"scheduler={scheduler!r}")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ValueError(f"workers must be an integer of at least 1, found {workers!r}")
-        self.workers, self.scheduler, self.gpus, self.connect_timeout = workers, scheduler, gpus, connect_timeout
-        self.threads = threads if threads or scheduler else max(1, _cores() // workers)
-        self.name = 'dask-local' if workers else 'dask-scheduler'
-        self.client = self.cluster = self._config = None
-
-    def __repr__(self):
-        return (f"DaskExecutor(workers={self.workers}, threads={self.threads}, gpus={self.gpus})" if self.workers
-                else f"DaskExecutor(scheduler={self.scheduler!r})")
-
-    def start(self, log=print): # called with a line about the cluster and its dashboard
-        "Start the local cluster, or connect to the scheduler (a clear error when it cannot be reached)."
-        import dask
-        if self.workers:
-            self._config = dask.config.set(DASK_CONFIG)  # for the cluster's life: a restarted worker reads it too
-            self._config.__enter__()
-            self.cluster, self.client = local_cluster(self.workers)
-        else:
-            timeout = self.connect_timeout or dask.utils.parse_timedelta(
-                dask.config.get('distributed.comm.timeouts.connect'), default='seconds')
-            self.client = connect_scheduler(self.scheduler, timeout)
-        info = self.client.scheduler_info()
-        board = 'dashboard' in info.get('services', {}) and importlib.util.find_spec('bokeh')  # it needs bokeh
-        board = f"; dashboard {self.client.dashboard_link}" if board else ''
-        if log: log(f"dask: {self.slots()} runs at once on {len(info['workers'])} workers, {info['address']}{board}")
-        return self
-
-    @property
-    def started(self) -> bool: return self.client is not None
-
-    def slots(self) -> int:
-        "Runs the cluster runs at once: its workers' threads."
-        return sum(w['nthreads'] for w in self.client.scheduler_info()['workers'].values()) if self.client else 0
-
-    def map(self, tasks, # `RunTask`s
-           ):
-        "Each run's outcome as it finishes (`distributed.as_completed`); a run whose worker died is retried once."
-        from distributed import as_completed, KilledWorker
-        pending = {}  # future -> (task, its priority, attempts started before it was sent, deaths before it started)
-        def send(task, i, lost=0):
-            f = self.client.submit(_execute_on_worker, task, self.threads, self.gpus, self.name, pure=False,
-                                   key=f"brainseg-{task.run}-{uuid.uuid4().hex[:8]}", priority=-i)
-            pending[f] = (task, i, _attempts(task), lost)
-            return f
-        running = as_completed([send(t, i) for i, t in enumerate(tasks)])
-        try:
-            for future in running:
-                task, i, before, lost = pending.pop(future)
-                try: outcome = future.result()
-                except KilledWorker as e:
-                    started = _attempts(task) > before  # else the run was only queued on the worker that died
-                    if (started and _attempts(task) < RUN_ATTEMPTS) or (not started and lost < 3):
-                        running.add(send(task, i, lost + (not started)))
-                        future.release()
-                        continue
-                    outcome = _killed(task, e)
-                future.release()  # else Dask would run it again if the worker holding its outcome died
-                yield outcome
-        finally: self.client.cancel(list(pending))  # on Ctrl-C: nothing more starts
-
-    def close(self):
-        "Disconnect, and shut a local cluster down with its workers; finished runs stay."
-        if self.client is not None: self.client.close()
-        if self.cluster is not None: self.cluster.close()
-        if self._config is not None: self._config.__exit__(None, None, None)
-        self.client = self.cluster = self._config = None
-
-# %% ../nbs/13_experiments.ipynb #aced0523
-def make_executor(workers: int|None = None, # a local Dask cluster of this many worker processes; None: see below
-                  scheduler: str|None = None, # or an existing Dask cluster's scheduler address
-                  runs_per_gpu: int|None = None, # runs sharing each GPU of this machine (workers = GPUs x this)
-                  gpus: int|None = None, # GPUs of this machine; None: as torch sees them
-                  threads: int|None = None, # torch threads per run; None: cores // runs at once (torch's own default
-                                            # for one run at a time)
-                 ):
-    "The executor the options name: sequential in this process by default, else a Dask one (not started yet)."
-    gpus = torch.cuda.device_count() if gpus is None else gpus
-    if scheduler is not None and (workers is not None or runs_per_gpu is not None):
-        raise ValueError("--scheduler runs on an existing cluster, whose workers have their own cores and GPUs: "
-                         "give it without --workers and --runs-per-gpu")
-    if runs_per_gpu is not None:
-        if isinstance(runs_per_gpu, bool) or not isinstance(runs_per_gpu, int) or runs_per_gpu < 1:
-            raise ValueError(f"--runs-per-gpu must be an integer of at least 1, found {runs_per_gpu!r}")
-        if not gpus: raise ValueError("--runs-per-gpu shares this machine's GPUs between runs, but torch sees no GPU "
-                                      "here; use --workers N to run N runs at once on the CPU cores")
-        workers = workers or gpus * runs_per_gpu
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"--workers must be an integer of at least 1, found {workers!r}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"--threads must be an integer of at least 1, found {threads!r}")
-    if scheduler is not None: return DaskExecutor(scheduler=scheduler, threads=threads)
-    if workers is not None: return DaskExecutor(workers=workers, gpus=gpus, threads=threads)
-    return SequentialExecutor(threads=threads)  # None: torch's default, all cores for the one run
-
-# %% ../nbs/13_experiments.ipynb #b88c687c
-class GridLocked(ValueError):
-    "The output folder is being run by another driver."
-
-@contextlib.contextmanager
-def grid_lock(out, # a grid's output folder
-             ):
-    "Hold `<out>/.lock` (host, pid) while the block runs; refuse when another live driver holds it."
-    path, me = Path(out) / '.lock', {'host': platform.node(), 'pid': os.getpid()}
-    for _ in range(2):
-        try: fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try: held = json.loads(path.read_text())
-            except (OSError, ValueError): held = {}
-            stale = held.get('host') == me['host'] and isinstance(held.get('pid'), int) and not _alive(held['pid'])
-            if stale:
-                path.unlink(missing_ok=True)
-                continue
-            raise GridLocked(f"'{out}' is being run by another brainseg driver (host {held.get('host')}, pid "
-                             f"{held.get('pid')}, since {held.get('since')}); wait for it to finish, or, if that "
-                             f"process is gone, delete '{path}'") from None
-        with os.fdopen(fd, 'w') as f: json.dump({**me, 'since': time.strftime('%Y-%m-%dT%H:%M:%S')}, f)
-        break
-    try: yield path
-    finally: path.unlink(missing_ok=True)
-
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
 
 # %% ../nbs/13_experiments.ipynb #ead294a1
 def _duration(s: float) -> str: return f"{int(s // 60)} min {int(s % 60):02d} s" if s >= 60 else f"{s:.0f} s"

@@ -6,7 +6,8 @@ from fastcore.docments import docments
 from brainseg.config import Config, config_help
 
 COMPLETE = ['config', 'labels', 'io', 'phantom', 'template', 'data', 'samples', 'randomize', 'losses', 'models',
-            'predict', 'adversarial', 'cascade', 'metrics', 'train', 'infer', 'viewer', 'experiments', 'results', 'cli']
+            'predict', 'adversarial', 'cascade', 'metrics', 'train', 'infer', 'viewer', 'executors', 'experiments',
+            'results', 'cli']
 NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('data', 'split'),
          ('models', 'load_torch_file')]  # the ones found wanting in review
 

@@ -4,7 +4,8 @@ import json, os, platform, subprocess, sys
 from pathlib import Path
 import nbformat
 import pytest
-from brainseg.experiments import run_grid, make_executor, DaskExecutor, grid_lock
+from brainseg.executors import make_executor, DaskExecutor, grid_lock
+from brainseg.experiments import run_grid
 from brainseg.cli import main
 
 TINY = dict(data='phantom:4', size='32x32x16', folds=2, epochs=1, iters_per_epoch=2, batch_size=2, augment=False,
