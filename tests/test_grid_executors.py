@@ -117,3 +117,43 @@ def test_an_unreachable_scheduler_fails_with_one_line_and_nothing_written(tmp_pa
         "brainseg experiment: error: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 2 s"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / 'x').exists()
+
+SLEEPER = """import json, time
+if seed: time.sleep(120)  # a long run, interrupted below
+json.dump({'seed': seed}, open('result.json', 'w'))"""
+
+def test_ctrl_c_shuts_the_cluster_down_and_keeps_finished_runs(tmp_path):
+    "SIGINT to the driver's process group, as a terminal's Ctrl-C: exit 130, no worker or kernel left, lock gone."
+    import signal, time
+    import psutil
+    from brainseg.experiments import plan_grid
+    cells = [nbformat.v4.new_code_cell("seed = 0\nout = ''", metadata={'tags': ['parameters']}),
+             nbformat.v4.new_code_cell(SLEEPER)]
+    kernel = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={'kernelspec': kernel}), tmp_path / 'sleeper.ipynb')
+    configs = {'quick': {'seed': 0}, 'slow': {'seed': 1}, 'slower': {'seed': 2}}
+    (tmp_path / 'g.json').write_text(json.dumps({'name': 'sleepy', 'configs': configs}))
+    out = tmp_path / 'out'
+    p = subprocess.Popen([BRAINSEG, 'experiment', str(tmp_path / 'g.json'), '--out', str(out), '--workers', '2',
+                          '--notebook', str(tmp_path / 'sleeper.ipynb')], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        lines = []
+        for line in p.stdout:
+            lines.append(line)
+            if line.startswith('[1/3]'): break
+        time.sleep(2)  # the slow runs' kernels are up
+        spawned = psutil.Process(p.pid).children(recursive=True)
+        assert len(spawned) >= 4, spawned  # 2 workers and at least one kernel
+        os.killpg(p.pid, signal.SIGINT)
+        rest = p.communicate(timeout=60)[0]
+    finally:
+        if p.poll() is None: p.kill()
+    assert p.returncode == 130, lines + [rest]
+    assert 'interrupted; what finished is kept: the same command resumes' in rest
+    time.sleep(2)  # a kernel exits within a second of its worker
+    assert not [q for q in spawned if q.is_running() and q.status() != psutil.STATUS_ZOMBIE], spawned
+    assert (out / 'grid.json').is_file() and not (out / '.lock').exists()
+    assert len(list(out.glob('*/result.json'))) == 1  # the quick run
+    assert len(plan_grid(str(tmp_path / 'g.json'), out, notebook=str(tmp_path / 'sleeper.ipynb')).todo) == 2
