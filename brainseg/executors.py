@@ -11,8 +11,8 @@ from .io import atomic_path
 
 # %% auto #0
 __all__ = ['KERNEL_START_TRIES', 'DASK_CONFIG', 'RUN_ATTEMPTS', 'run_status', 'RunTask', 'run_environment', 'execute_run',
-           'SequentialExecutor', 'connect_scheduler', 'local_cluster', 'DaskExecutor', 'make_executor', 'GridLocked',
-           'grid_lock']
+           'SequentialExecutor', 'connect_scheduler', 'local_cluster', 'shared_threads', 'DaskExecutor',
+           'make_executor', 'GridLocked', 'grid_lock']
 
 # %% ../nbs/12a_executors.ipynb #8bb5f71b
 def _write_json(path, obj):
@@ -165,12 +165,25 @@ def local_cluster(workers: int, # worker processes, one thread each
     return cluster, Client(cluster)
 
 # %% ../nbs/12a_executors.ipynb #3aae1276
-def _execute_on_worker(task: RunTask, threads: int|None, gpus: int, executor: str) -> dict:
+def _cpu_set() -> list: return sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else []
+
+def shared_threads(workers: dict, # worker address -> {'host', 'nthreads', 'cpus': the CPUs it may use}
+                  ) -> dict:
+    "Torch threads per run on each worker: its CPUs divided by the runs at once of the workers that share them."
+    out = {}
+    for addr, w in workers.items():
+        sharing = sum(v['nthreads'] for v in workers.values()
+                      if v['host'] == w['host'] and (set(v['cpus']) & set(w['cpus']) or not w['cpus']))
+        out[addr] = max(1, len(w['cpus']) // max(sharing, 1)) if w['cpus'] else None
+    return out
+
+def _execute_on_worker(task: RunTask, threads, gpus: int, executor: str) -> dict:
     "`execute_run` on a Dask worker: a local cluster's worker name is the run's slot (and so its GPU)."
     from distributed import get_worker
     worker = get_worker()
     slot = worker.name if isinstance(worker.name, int) else 0
-    if threads is None: threads = max(1, _cores() // worker.state.nthreads)  # a remote worker's cores, shared
+    if isinstance(threads, dict):  # an existing cluster: what `shared_threads` found, or this worker's CPUs alone
+        threads = threads.get(worker.address) or max(1, _cores() // worker.state.nthreads)
     return execute_run(task, run_environment(slot, threads, gpus, executor))
 
 RUN_ATTEMPTS = 2  # a run whose worker process died is started again once, then recorded as failed
@@ -195,7 +208,7 @@ class DaskExecutor:
     def __init__(self, workers: int|None = None, # worker processes of a local cluster, one run each at a time
                  scheduler: str|None = None, # or the address of an existing cluster's scheduler, 'tcp://host:8786'
                  gpus: int = 0, # GPUs of this machine to spread a local cluster's runs over
-                 threads: int|None = None, # torch threads per run; None: cores // workers (remote: per worker)
+                 threads: int|None = None, # torch threads per run; None: cores // workers (remote: `shared_threads`)
                  connect_timeout: float|None = None, # seconds to reach the scheduler; None: Dask's own setting
                 ):
         if (workers is None) == (scheduler is None):
@@ -214,7 +227,7 @@ class DaskExecutor:
 
     def start(self, log=print): # called with a line about the cluster and its dashboard
         "Start the local cluster, or connect to the scheduler (a clear error when it cannot be reached)."
-        import dask
+        import dask, distributed  # noqa: F401 (importing distributed registers its settings with dask.config)
         if self.workers:
             self._config = dask.config.set(DASK_CONFIG)  # for the cluster's life: a restarted worker reads it too
             self._config.__enter__()
@@ -241,8 +254,9 @@ class DaskExecutor:
         "Each run's outcome as it finishes (`distributed.as_completed`); a run whose worker died is retried once."
         from distributed import as_completed, KilledWorker
         pending = {}  # future -> (task, its priority, attempts started before it was sent, deaths before it started)
+        threads = self.threads or self._worker_threads()
         def send(task, i, lost=0):
-            f = self.client.submit(_execute_on_worker, task, self.threads, self.gpus, self.name, pure=False,
+            f = self.client.submit(_execute_on_worker, task, threads, self.gpus, self.name, pure=False,
                                    key=f"brainseg-{task.run}-{uuid.uuid4().hex[:8]}", priority=-i)
             pending[f] = (task, i, _attempts(task), lost)
             return f
@@ -261,6 +275,13 @@ class DaskExecutor:
                 future.release()  # else Dask would run it again if the worker holding its outcome died
                 yield outcome
         finally: self.client.cancel(list(pending))  # on Ctrl-C: nothing more starts
+
+    def _worker_threads(self) -> dict:
+        "Torch threads per run on each worker of an existing cluster, from where its workers run and on which CPUs."
+        from distributed.comm import get_address_host
+        info, cpus = self.client.scheduler_info()['workers'], self.client.run(_cpu_set)
+        return shared_threads({a: {'host': get_address_host(a), 'nthreads': w['nthreads'], 'cpus': cpus.get(a, [])}
+                               for a, w in info.items()})
 
     def close(self):
         "Disconnect, and shut a local cluster down with its workers; finished runs stay."

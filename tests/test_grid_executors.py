@@ -35,6 +35,14 @@ def grids(tmp_path_factory, cluster):
     status = run_grid(grid(broken=True), par, executor=cluster, log=lines.append)
     return seq, par, status, lines
 
+def write_notebook(path, code: str) -> str:
+    "A run notebook: parameters `seed` and `out`, then `code`."
+    cells = [nbformat.v4.new_code_cell("seed = 0\nout = ''", metadata={'tags': ['parameters']}),
+             nbformat.v4.new_code_cell(code)]
+    kernel = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={'kernelspec': kernel}), path)
+    return str(path)
+
 def results(folder) -> dict:
     return {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob('*/result.json')}
 
@@ -75,11 +83,7 @@ if seed == 2 or (seed == 1 and first):
 json.dump({'seed': seed}, open('result.json', 'w'))"""
 
 def test_a_killed_worker_is_retried_once_then_recorded(tmp_path, cluster):
-    cells = [nbformat.v4.new_code_cell("seed = 0\nout = ''", metadata={'tags': ['parameters']}),
-             nbformat.v4.new_code_cell(KILLER)]
-    kernel = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={'kernelspec': kernel})
-    nbformat.write(nb, tmp_path / 'killer.ipynb')
+    write_notebook(tmp_path / 'killer.ipynb', KILLER)
     g = {'name': 'killer', 'configs': {'ok': {'seed': 0}, 'once': {'seed': 1}, 'always': {'seed': 2}}}
     lines = []
     status = run_grid(g, tmp_path / 'out', notebook=str(tmp_path / 'killer.ipynb'), executor=cluster,
@@ -91,6 +95,19 @@ def test_a_killed_worker_is_retried_once_then_recorded(tmp_path, cluster):
     assert failed['ename'] == 'KilledWorker' and 'died at attempt 2' in failed['evalue']
     assert any('once' in line and 'attempt 2' in line for line in lines), lines
     cluster.client.wait_for_workers(2, timeout=60)  # the killed workers were restarted
+
+def test_an_existing_cluster_runs_the_grid_without_oversubscribing(tmp_path, cluster):
+    "--scheduler: the runs go to the cluster's workers; two workers sharing this host's CPUs split them."
+    from brainseg.executors import _cores
+    nb = write_notebook(tmp_path / 'env.ipynb', "import json, os\njson.dump({k: os.environ.get(k) for k in "
+                        "('BRAINSEG_EXECUTOR', 'OMP_NUM_THREADS')}, open('result.json', 'w'))")
+    g = {'name': 'env', 'configs': {'a': {'seed': 0}, 'b': {'seed': 1}}}
+    status = run_grid(g, tmp_path / 'out', notebook=nb, log=lambda line: None,
+                      executor=DaskExecutor(scheduler=cluster.cluster.scheduler_address))
+    assert list(status['status']) == ['done', 'done']
+    assert {json.dumps(r, sort_keys=True) for r in results(tmp_path / 'out').values()} == {json.dumps(
+        {'BRAINSEG_EXECUTOR': 'dask-scheduler', 'OMP_NUM_THREADS': str(max(1, _cores() // 2))}, sort_keys=True)}
+    assert cluster.started  # the cluster is the fixture's, still up: a driver only disconnects from it
 
 def test_a_second_driver_on_the_same_folder_is_refused(tmp_path):
     out = tmp_path / 'g'
@@ -127,10 +144,7 @@ def test_ctrl_c_shuts_the_cluster_down_and_keeps_finished_runs(tmp_path):
     import signal, time
     import psutil
     from brainseg.experiments import plan_grid
-    cells = [nbformat.v4.new_code_cell("seed = 0\nout = ''", metadata={'tags': ['parameters']}),
-             nbformat.v4.new_code_cell(SLEEPER)]
-    kernel = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={'kernelspec': kernel}), tmp_path / 'sleeper.ipynb')
+    write_notebook(tmp_path / 'sleeper.ipynb', SLEEPER)
     configs = {'quick': {'seed': 0}, 'slow': {'seed': 1}, 'slower': {'seed': 2}}
     (tmp_path / 'g.json').write_text(json.dumps({'name': 'sleepy', 'configs': configs}))
     out = tmp_path / 'out'
