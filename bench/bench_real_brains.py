@@ -40,7 +40,8 @@ from brainseg.labels import label
 from brainseg.template import cache_folder
 from brainseg.metrics import score_subject
 from brainseg.infer import load_predictor, predict_subject, model_grid, resample
-from brainseg.experiments import pretrained_path, subjects_from
+from brainseg.data import subjects_from
+from brainseg.experiments import pretrained_path
 
 SYSTEM = Path('/usr/share/mricron/templates')
 FILES = ('ch2.nii.gz', 'ch2bet.nii.gz', 'aal.nii.gz', 'aal.nii.txt')

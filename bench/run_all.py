@@ -37,6 +37,8 @@ SUITE = {
     'real_brains': ('Models for real scans on Colin27 (a brain never seen in training)',
                     'bench_real_brains.py', ['--models', 'pretrained:t1', 'pretrained:multi', '--template'],
                     ['--models', 'pretrained:t1']),
+    'grid': ('Grid wall time: the same small grid one run at a time vs --workers 2 (a Dask LocalCluster)',
+             'bench_grid.py', [], ['--runs', '4', '--iters', '20']),
     'training': ("Held-out Dice at a fixed training budget: brainseg's trainer vs a plain MONAI U-Net recipe",
                  'bench_training.py', [], ['--subjects', '4', '--size', '96x96x24', '--steps', '30']),
 }

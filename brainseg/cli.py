@@ -8,14 +8,15 @@ import argparse, json, sys, time
 from pathlib import Path
 import pandas as pd
 from .io import SubjectError, load_subject, read_mrbrains_subject, write_mrbrains_subject
-from .data import mrbrains_folders
 from .config import config_help
 from .models import MODELS
 from .trainconfig import TrainConfig
 from .train import train, train_cascade
 from .infer import predict_folders
 from .metrics import evaluate_folders, summarize, metric_table, to_markdown, write_csv, write_markdown
-from .experiments import subjects_from, split, load_grid, run_grid, pretrained_path
+from .data import mrbrains_folders, subjects_from, split
+from .executors import make_executor
+from .experiments import load_grid, run_grid, pretrained_path
 from .results import write_report
 
 # %% auto #0
@@ -109,8 +110,9 @@ def parse_sets(items, # 'KEY=VALUE' strings from --set, or None
 def cmd_experiment(args, # parsed `brainseg experiment` arguments
                   ):
     grid = load_grid(args.grid)
+    executor = make_executor(args.workers, args.scheduler, args.runs_per_gpu, threads=args.threads)
     status = run_grid(grid, args.out, retry_failed=args.retry_failed, notebook=args.notebook,
-                      overrides=parse_sets(args.set))
+                      overrides=parse_sets(args.set), executor=executor)
     failed = status[status['status'] == 'failed']
     if len(failed):
         print(f"{len(failed)} runs failed; their errors are in {args.out}/<run>/failed.json: {list(failed['run'])}")
@@ -244,6 +246,17 @@ def _parser() -> argparse.ArgumentParser:
                    help='set a parameter in every run (JSON value), e.g. --set epochs=5')
     x.add_argument('--retry-failed', action='store_true', help='run again the runs that failed before')
     x.add_argument('--notebook', help="run notebook (default: the grid's, nbs/runs/train.ipynb)")
+    w = x.add_mutually_exclusive_group()
+    w.add_argument('--workers', type=int, metavar='N', help='run N runs at once on this machine: a Dask LocalCluster '
+                   'of N worker processes, each run in its own kernel with cores // N torch threads '
+                   '(default: one run at a time in this process)')
+    w.add_argument('--scheduler', metavar='ADDRESS', help="run on an existing Dask cluster, e.g. tcp://node1:8786 "
+                   "(dask_jobqueue's SLURMCluster / PBSCluster, or `dask scheduler` + `dask worker`); its workers need "
+                   "brainseg and this output folder at the same path")
+    x.add_argument('--runs-per-gpu', type=int, metavar='K', help='on a machine with G GPUs: G x K runs at once, '
+                   'each given one GPU (CUDA_VISIBLE_DEVICES), K sharing each')
+    x.add_argument('--threads', type=int, metavar='T', help='torch threads of each run (default: cores // runs at '
+                   'once). CPU results are bit-identical across executors for the same T')
     d = sub.add_parser('demo', help='the main job on the embedded default data', description='The demo grid through '
                        'papermill: the proposed method, U-Net and V-Net scored on held-out template subjects, and a '
                        'short live training; results.csv, comparison.png and viewer.ipynb in --out.')
@@ -276,6 +289,10 @@ def main(argv=None, # the arguments after `brainseg`; None: sys.argv[1:]
     except ERRORS as e:
         print(f"brainseg {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"brainseg {args.command}: interrupted; what finished is kept: the same command resumes",
+              file=sys.stderr)
+        return 130
     return 0
 
 # %% ../nbs/14_cli.ipynb #5bef51f9

@@ -17,7 +17,7 @@ from .io import load_subject, read_mrbrains_subject, atomic_path
 __all__ = ['NORMALIZATIONS', 'DatasetError', 'natural_key', 'mrbrains_folders', 'mrbrains_dataset', 'read_manifest',
            'manifest_dataset', 'load_dataset', 'to_network_layout', 'to_subject_layout', 'zscore', 'percentile_scale',
            'Crop', 'foreground_crop', 'Preprocessed', 'preprocess', 'Fold', 'kfold', 'leave_one_out', 'check_folds',
-           'save_folds', 'load_folds']
+           'save_folds', 'load_folds', 'parse_size', 'subjects_from', 'split']
 
 # %% ../nbs/04_data.ipynb #34041e3a
 class DatasetError(ValueError):
@@ -362,3 +362,52 @@ def load_folds(path, # JSON file written by `save_folds`
     try: check_folds(folds)
     except ValueError as e: raise DatasetError(f"folds file '{path}': {e}") from e
     return folds
+
+# %% ../nbs/04_data.ipynb #9b45b5e9
+def parse_size(size: str, # grid size in voxels written XxYxZ, e.g. '240x240x48'
+              ) -> tuple:
+    "'240x240x48' -> (240, 240, 48): a grid X x Y x Z of at least 4 voxels per axis."
+    parts = str(size).lower().split('x')
+    if len(parts) != 3 or not all(p.isdigit() and int(p) >= 4 for p in parts):
+        raise ValueError(f"size must be three integers of at least 4 written XxYxZ (e.g. 240x240x48), found {size!r}")
+    return tuple(int(p) for p in parts)
+
+def subjects_from(data: str, # release folder, manifest (.csv/.json), 'template:N' or 'phantom:N'
+                  size: str = '240x240x48', # grid of generated subjects (template, phantom), XxYxZ
+                  seed: int = 0, # dataset seed of generated subjects
+                  modalities=None, # channels to read from files; default all
+                 ) -> list:
+    "Subjects with labels from a data spec."
+    kind, _, n = str(data).partition(':')
+    if kind in ('template', 'phantom') and not Path(data).exists():
+        if not n.isdigit() or int(n) < 1: raise ValueError(f"data {data!r}: expected {kind}:N with N >= 1 subjects")
+        if kind == 'template':
+            from brainseg.template import template_subjects
+            return template_subjects(int(n), seed=seed, shape=parse_size(size))
+        from brainseg.phantom import make_phantom
+        return [make_phantom((seed, k), parse_size(size)) for k in range(int(n))]
+    return load_dataset(data, modalities=modalities)
+
+def split(subjects: list, # `Subject`s
+          val_ids=None, # ids held out: comma-separated string or list
+          fold: str|None = None, # 'i/K': part i of a seeded K-fold split is held out
+          seed: int = 0, # seed of the K-fold assignment
+          out=None, # folder to save the K-fold assignment in (`folds.json`), or None
+         ) -> tuple:
+    "(train, held-out) subjects, by ids or by a K-fold split."
+    ids = [s.id for s in subjects]
+    if val_ids and fold: raise ValueError("give held-out ids or a fold, not both")
+    if fold:
+        m = re.fullmatch(r"(\d+)/(\d+)", str(fold))
+        if not m or not int(m.group(1)) < int(m.group(2)) <= len(ids):
+            raise ValueError(f"fold must be i/K with 0 <= i < K <= {len(ids)} subjects, found {fold!r}")
+        folds = kfold(ids, int(m.group(2)), seed)
+        if out is not None: save_folds(folds, Path(out) / 'folds.json')
+        val = set(folds[int(m.group(1))].val)
+    else:
+        val = set(v.strip() for v in (val_ids.split(',') if isinstance(val_ids, str) else val_ids or ()) if v.strip())
+        unknown = sorted(val - set(ids))
+        if unknown: raise ValueError(f"held-out ids {unknown} are not subjects of the data; subjects: {ids}")
+    train_ = [s for s in subjects if s.id not in val]
+    if not train_: raise ValueError("every subject is held out; nothing left to train on")
+    return train_, [s for s in subjects if s.id in val]

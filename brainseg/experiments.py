@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_experiments.ipynb #01fceb0c
 from __future__ import annotations
-import dataclasses, hashlib, itertools, json, math, platform, re, subprocess, time
+import dataclasses, hashlib, itertools, json, math, os, platform, subprocess, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 import numpy as np
@@ -13,69 +13,21 @@ import torch
 import brainseg
 from .io import atomic_path
 from .phantom import FOV_MM
-from .data import load_dataset, kfold, save_folds, preprocess
+from .data import preprocess, subjects_from, split
 from .trainconfig import TrainConfig
 from .checkpoints import CHECKPOINT_FORMAT, load_model, pick_device
 from .train import train, train_cascade, make_dataset
 from .models import model_geometry, save_torch_file, load_torch_file
 from .cascade import CASCADE_FORMAT
+from .executors import RunTask, run_status, make_executor, grid_lock
 from .adversarial import robustness
 from .infer import predict_subject, write_result, load_predictor
 from .metrics import score_subject
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'parse_size', 'subjects_from', 'split', 'RunSpec', 'train_run', 'predict_run',
-           'score_run', 'robustness_run', 'pretrained_path', 'git_commit', 'write_json', 'run_result', 'Grid',
-           'load_grid', 'notebook_path', 'notebook_parameters', 'check_grid', 'run_status', 'run_grid', 'ship_model']
-
-# %% ../nbs/13_experiments.ipynb #30301c1b
-def parse_size(size: str, # grid size in voxels written XxYxZ, e.g. '240x240x48'
-              ) -> tuple:
-    "'240x240x48' -> (240, 240, 48): a grid X x Y x Z of at least 4 voxels per axis."
-    parts = str(size).lower().split('x')
-    if len(parts) != 3 or not all(p.isdigit() and int(p) >= 4 for p in parts):
-        raise ValueError(f"size must be three integers of at least 4 written XxYxZ (e.g. 240x240x48), found {size!r}")
-    return tuple(int(p) for p in parts)
-
-def subjects_from(data: str, # release folder, manifest (.csv/.json), 'template:N' or 'phantom:N'
-                  size: str = '240x240x48', # grid of generated subjects (template, phantom), XxYxZ
-                  seed: int = 0, # dataset seed of generated subjects
-                  modalities=None, # channels to read from files; default all
-                 ) -> list:
-    "Subjects with labels from a data spec."
-    kind, _, n = str(data).partition(':')
-    if kind in ('template', 'phantom') and not Path(data).exists():
-        if not n.isdigit() or int(n) < 1: raise ValueError(f"data {data!r}: expected {kind}:N with N >= 1 subjects")
-        if kind == 'template':
-            from brainseg.template import template_subjects
-            return template_subjects(int(n), seed=seed, shape=parse_size(size))
-        from brainseg.phantom import make_phantom
-        return [make_phantom((seed, k), parse_size(size)) for k in range(int(n))]
-    return load_dataset(data, modalities=modalities)
-
-def split(subjects: list, # `Subject`s
-          val_ids=None, # ids held out: comma-separated string or list
-          fold: str|None = None, # 'i/K': part i of a seeded K-fold split is held out
-          seed: int = 0, # seed of the K-fold assignment
-          out=None, # folder to save the K-fold assignment in (`folds.json`), or None
-         ) -> tuple:
-    "(train, held-out) subjects, by ids or by a K-fold split."
-    ids = [s.id for s in subjects]
-    if val_ids and fold: raise ValueError("give held-out ids or a fold, not both")
-    if fold:
-        m = re.fullmatch(r"(\d+)/(\d+)", str(fold))
-        if not m or not int(m.group(1)) < int(m.group(2)) <= len(ids):
-            raise ValueError(f"fold must be i/K with 0 <= i < K <= {len(ids)} subjects, found {fold!r}")
-        folds = kfold(ids, int(m.group(2)), seed)
-        if out is not None: save_folds(folds, Path(out) / 'folds.json')
-        val = set(folds[int(m.group(1))].val)
-    else:
-        val = set(v.strip() for v in (val_ids.split(',') if isinstance(val_ids, str) else val_ids or ()) if v.strip())
-        unknown = sorted(val - set(ids))
-        if unknown: raise ValueError(f"held-out ids {unknown} are not subjects of the data; subjects: {ids}")
-    train_ = [s for s in subjects if s.id not in val]
-    if not train_: raise ValueError("every subject is held out; nothing left to train on")
-    return train_, [s for s in subjects if s.id in val]
+__all__ = ['WEIGHTS', 'PAPER_TABLE1', 'GRIDS', 'RunSpec', 'train_run', 'predict_run', 'score_run', 'robustness_run',
+           'pretrained_path', 'git_commit', 'write_json', 'placement', 'run_result', 'Grid', 'load_grid',
+           'notebook_path', 'notebook_parameters', 'check_grid', 'GridPlan', 'plan_grid', 'run_grid', 'ship_model']
 
 # %% ../nbs/13_experiments.ipynb #63e014fc
 @dataclass
@@ -221,6 +173,12 @@ def _plain(o):
     if isinstance(o, Path): return str(o)
     return o
 
+def placement() -> dict:
+    "Where this process runs and with what: host, executor and run slot, torch threads, visible GPUs."
+    return {'host': platform.node(), 'executor': os.environ.get('BRAINSEG_EXECUTOR', 'by hand'),
+            'slot': int(os.environ.get('BRAINSEG_SLOT', 0)), 'torch_threads': torch.get_num_threads(),
+            'cuda_visible_devices': os.environ.get('CUDA_VISIBLE_DEVICES')}
+
 def run_result(run: RunSpec, # the run
                scores: pd.DataFrame, # `score_run`'s long table
                timings: dict, # seconds per phase
@@ -238,7 +196,8 @@ def run_result(run: RunSpec, # the run
             'mean_dice_per_subject': per_subject.to_dict(), 'robustness': robustness, 'timings_s': timings,
             'versions': {'brainseg': brainseg.__version__, 'git_commit': git_commit(), 'torch': torch.__version__,
                          'python': platform.python_version()},
-            'device': str(pick_device(run.train_config.device)), 'finished': time.strftime('%Y-%m-%dT%H:%M:%S')}
+            'device': str(pick_device(run.train_config.device)), 'placement': placement(),
+            'finished': time.strftime('%Y-%m-%dT%H:%M:%S')}
 
 # %% ../nbs/13_experiments.ipynb #c6ec8430
 @dataclass
@@ -392,15 +351,19 @@ def check_grid(grid: Grid, # the grid
         except (ValueError, TypeError) as e: raise ValueError(f"grid {grid.name!r}, run {rid}: {e}") from e
     return runs
 
-# %% ../nbs/13_experiments.ipynb #8bb5f71b
-def run_status(folder, # a run's output folder, `<grid out>/<run id>/`
-              ) -> str:
-    "'done' (result.json written), 'failed' (failed.json written) or 'todo'."
-    folder = Path(folder)
-    return 'done' if (folder / 'result.json').is_file() else 'failed' if (folder / 'failed.json').is_file() else 'todo'
+# %% ../nbs/13_experiments.ipynb #1b90795c
+@dataclass
+class GridPlan:
+    "A grid checked against its notebook and output folder: every run, and those left to run."
+    grid: Grid  # the grid, with the overrides in its base
+    out: Path  # output folder
+    notebook: Path  # run notebook
+    names: set  # the notebook's parameter names
+    runs: list  # (run id, configuration, parameters), every run
+    todo: list  # the runs left to run
 
-def _claim_folder(out: Path, grid: Grid):
-    "Record the grid in `out/grid.json`; refuse a folder that holds runs of another grid."
+def _check_folder(out: Path, grid: Grid):
+    "Refuse a folder that holds runs of another grid, or other files."
     marker = out / 'grid.json'
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -408,32 +371,49 @@ def _claim_folder(out: Path, grid: Grid):
             diff = sorted(k for k in set(old) | set(grid.to_dict()) if old.get(k) != grid.to_dict().get(k))
             raise ValueError(f"'{out}' holds runs of another grid ({old.get('name')!r}; differs in {diff}); "
                              f"use another output folder")
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(p.name != '.lock' for p in out.iterdir()):
         raise ValueError(f"'{out}' is not empty and holds no grid.json; use a new or empty output folder")
+
+def plan_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
+              out, # output folder
+              retry_failed: bool = False, # count the runs that failed before as left to run
+              notebook: str|None = None, # the run notebook; default the grid's
+              overrides: dict|None = None, # parameters set in every run (over the grid's base)
+             ) -> GridPlan:
+    "Check every run and the output folder, and find the runs left to run; nothing is written."
+    grid = load_grid(grid)
+    if overrides: grid = dataclasses.replace(grid, base={**grid.base, **overrides})
+    nb = notebook_path(notebook or grid.notebook)
+    names = notebook_parameters(nb)
+    runs, out = check_grid(grid, names), Path(out)
+    _check_folder(out, grid)
+    left = ('todo', 'failed') if retry_failed else ('todo',)
+    todo = [r for r in runs if run_status(out / r[0]) in left]
+    return GridPlan(grid, out, nb, set(names), runs, todo)
+
+def _claim_folder(out: Path, grid: Grid):
+    "Record the grid in `out/grid.json`; refuse a folder that holds runs of another grid."
+    _check_folder(out, grid)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(marker, grid.to_dict())
+    write_json(out / 'grid.json', grid.to_dict())
 
-# %% ../nbs/13_experiments.ipynb #63ddc987
-def _strip_ansi(lines): return [re.sub(r"\x1b\[[0-9;]*m", '', l) for l in lines]
-
-def _execute(nb: Path, folder: Path, params: dict, kernel_name: str):
-    "Run the notebook for one run; record a failure in `failed.json`."
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-    try:
-        papermill.execute_notebook(str(nb), str(folder / 'run.ipynb'), parameters=params, kernel_name=kernel_name,
-                                   cwd=str(folder), progress_bar=False, log_output=False,
-                                   extra_arguments=['--IPKernelApp.log_level=ERROR'])  # no start-up chatter
-        if not (folder / 'result.json').is_file():
-            raise RuntimeError("the notebook finished without writing result.json")
-    except PapermillExecutionError as e:
-        write_json(folder / 'failed.json', {'ename': e.ename, 'evalue': e.evalue, 'cell_index': e.cell_index,
-                                            'traceback': _strip_ansi(e.traceback)})
-    except Exception as e:
-        write_json(folder / 'failed.json', {'ename': type(e).__name__, 'evalue': str(e), 'cell_index': None,
-                                            'traceback': []})
-
+# %% ../nbs/13_experiments.ipynb #ead294a1
 def _duration(s: float) -> str: return f"{int(s // 60)} min {int(s % 60):02d} s" if s >= 60 else f"{s:.0f} s"
+
+def _progress(o: dict, # the outcome of the run that just finished
+              outcomes: dict, # run id -> outcome, every run finished so far
+              total: int, # runs to run in this call
+              slots: int, # runs the executor runs at once
+              elapsed: float, # seconds since the first run started
+             ) -> str:
+    "One line per finished run: which, how, running / finished / failed counts, elapsed and ETA."
+    n, failed = len(outcomes), sum(x['status'] != 'done' for x in outcomes.values())
+    why = '' if o['status'] == 'done' else f" ({o['ename']})"
+    took = f" in {_duration(o['seconds'])}" if o['seconds'] is not None else ''
+    again = f", attempt {o['attempt']}" if o.get('attempt', 1) > 1 else ''
+    return (f"[{n}/{total}] {o['run']}: {o['status']}{why}{took}{again}; running {min(slots, total - n)}, "
+            f"finished {n - failed}, failed {failed}; elapsed {_duration(elapsed)}, "
+            f"ETA {_duration(elapsed / n * (total - n))}")
 
 def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
              out, # output folder: `<out>/<run id>/` per run, `grid.json`
@@ -442,40 +422,37 @@ def run_grid(grid, # a `Grid`, a dict, a name in `GRIDS`, or a JSON / YAML file
              overrides: dict|None = None, # parameters set in every run (over the grid's base)
              kernel_name: str = 'python3', # Jupyter kernel: 'python3' is this environment's
              log=print, # called with each progress line
+             executor=None, # where the runs run (`make_executor`); None: one at a time in this process. One
+                            # started by the caller is left running for the next grid
             ) -> pd.DataFrame:
-    "Run every run of a grid that has not finished, each in its own kernel; a table of (run, config, status, seconds)."
-    grid = load_grid(grid)
-    if overrides: grid = dataclasses.replace(grid, base={**grid.base, **overrides})
-    nb = notebook_path(notebook or grid.notebook)
-    names = notebook_parameters(nb)
-    runs = check_grid(grid, names)
-    out = Path(out)
-    _claim_folder(out, grid)
-    todo = [r for r in runs
-            if run_status(out / r[0]) == 'todo' or (retry_failed and run_status(out / r[0]) == 'failed')]
-    log(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished or failed, "
-        f"{len(todo)} to run -> {out}")
-    rows, t0, done = [], time.time(), 0
-    for i, (rid, name, params) in enumerate(runs, 1):
-        folder = out / rid
-        if (rid, name, params) not in todo:
-            rows.append({'run': rid, 'config': name, 'status': run_status(folder), 'seconds': None})
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / 'failed.json').unlink(missing_ok=True)
-        write_json(folder / 'params.json', {'grid': grid.name, 'config': name, 'params': params})
-        t1 = time.time()
-        # the kernel runs in `folder`
-        _execute(nb, folder, {**_as_notebook_params(params, names), 'out': '.'}, kernel_name)
-        done += 1
-        status, secs = run_status(folder), time.time() - t1
-        rows.append({'run': rid, 'config': name, 'status': status, 'seconds': round(secs, 1)})
-        elapsed = time.time() - t0
-        eta = elapsed / done * (len(todo) - done)
-        why = '' if status == 'done' else f" ({json.loads((folder / 'failed.json').read_text())['ename']})"
-        log(f"[{done}/{len(todo)}] {rid}: {status}{why} in {_duration(secs)}; "
-            f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
-    return pd.DataFrame(rows)
+    "Run every run of a grid that has not finished on `executor`; a table of (run, config, status, seconds)."
+    plan = plan_grid(grid, out, retry_failed, notebook, overrides)
+    out, executor = plan.out, executor or make_executor()
+    log(f"grid {plan.grid.name!r}: {len(plan.runs)} runs, {len(plan.runs) - len(plan.todo)} already finished or "
+        f"failed, {len(plan.todo)} to run -> {out}")
+    outcomes, ours = {}, not executor.started
+    try:
+        if plan.todo and ours: executor.start(log)  # a cluster that cannot be reached fails here: nothing written
+        out.mkdir(parents=True, exist_ok=True)
+        with grid_lock(out):
+            _claim_folder(out, plan.grid)
+            tasks = []
+            for rid, name, params in plan.todo:
+                folder = out / rid
+                folder.mkdir(exist_ok=True)
+                for stale in ('failed.json', 'started.json'): (folder / stale).unlink(missing_ok=True)
+                write_json(folder / 'params.json', {'grid': plan.grid.name, 'config': name, 'params': params})
+                tasks.append(RunTask(rid, name, str(folder.resolve()), str(plan.notebook.resolve()),
+                                     {**_as_notebook_params(params, plan.names), 'out': '.'}, kernel_name))
+            t0 = time.time()
+            for o in (executor.map(tasks) if tasks else ()):
+                outcomes[o['run']] = o
+                log(_progress(o, outcomes, len(tasks), executor.slots(), time.time() - t0))
+    finally:
+        if ours: executor.close()
+    return pd.DataFrame([{'run': rid, 'config': name, 'status': run_status(out / rid),
+                          'seconds': outcomes[rid]['seconds'] if rid in outcomes else None}
+                         for rid, name, _ in plan.runs])
 
 # %% ../nbs/13_experiments.ipynb #ddd88ebc
 def ship_model(run_folder, # a finished run: `<grid out>/<run>/` with `model/` and `result.json`

@@ -18,7 +18,7 @@ from .io import Subject, SubjectError, subject_labels, read_nifti, read_mrbrains
 from .data import natural_key, mrbrains_folders, preprocess, to_network_layout
 from .cascade import Cascade
 from .metrics import dice, MRBRAINS_RESULTS, prediction_path
-from .experiments import subjects_from
+from .data import subjects_from
 
 # %% auto #0
 __all__ = ['PLANES', 'ERRORS', 'DIFFERENCES', 'ERROR_COLOURS', 'DIFF_COLOURS', 'CURSOR', 'axial', 'overlay', 'slice_figure',

@@ -7,8 +7,8 @@ from brainseg.config import Config, config_help
 
 COMPLETE = ['config', 'labels', 'io', 'phantom', 'template', 'data', 'transforms', 'randomize', 'samples', 'losses',
             'models', 'predict', 'adversarial', 'cascade', 'metrics', 'trainconfig', 'checkpoints', 'train', 'infer',
-            'viewer', 'experiments', 'results', 'cli']
-NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('experiments', 'split'),
+            'viewer', 'executors', 'experiments', 'results', 'cli']
+NAMED = [('train', 'fit'), ('train', 'train'), ('models', 'UNet'), ('models', 'VNet'), ('data', 'split'),
          ('models', 'load_torch_file')]  # the ones found wanting in review
 
 

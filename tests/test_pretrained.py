@@ -5,7 +5,8 @@ import nibabel as nib
 import pytest
 import torch
 from brainseg.cli import main
-from brainseg.experiments import pretrained_path, subjects_from
+from brainseg.data import subjects_from
+from brainseg.experiments import pretrained_path
 from brainseg.infer import load_predictor, predict_subject
 from brainseg.labels import SCORED
 from brainseg.metrics import score_subject
