@@ -194,8 +194,9 @@ def main(argv=None):
                 new, olds = by['new'], [r for k, r in by.items() if k != 'new']
                 best = max(olds, key=lambda r: r['samples_s']) if olds else None
                 vs = f", {new['samples_s'] / best['samples_s']:.2f}x the old step ({best['path']})" if best else ''
-                print(f"  {name} batch {batch} + {aug}: the batch is {new['wait_share']:.1%} of a step"
-                      f" ({'holds' if new['wait_share'] < WAIT_LIMIT else 'misses'}){vs}")
+                share = new['wait_share']
+                print(f"  {name} batch {batch} + {aug}: the batch is {share:.1%} of a step (< {WAIT_LIMIT:.0%}: "
+                      f"{'yes' if share < WAIT_LIMIT else 'no'}; <= 10%: {'yes' if share <= 0.1 else 'no'}){vs}")
     return runs
 
 
