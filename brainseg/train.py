@@ -19,7 +19,7 @@ from .data import preprocess, to_network_layout
 from .transforms import make_transform
 from .samples import SlabDataset, SliceDataset, PatchDataset, BatchSource, class_aware_weights, seed_of
 from .losses import JointLoss, dice_scores
-from .models import model_geometry, set_grad_checkpointing, frozen_buffers
+from .models import make_model, model_geometry, set_grad_checkpointing, frozen_buffers
 from .predict import predict_volume
 from .adversarial import mix_adversarial, input_gradient
 from .cascade import Cascade, per_stage, read_stage_config, stage_items, stage_targets, save_cascade
@@ -40,7 +40,7 @@ def make_dataset(cfg: TrainConfig, # the run's config: network, slab, patch, cro
                 ):
     "Slabs, slices or patches of preprocessed subjects, as the network's geometry needs (held on the CPU)."
     crop = cfg.crop if train else 0
-    g = geometry or model_geometry(build_model(cfg))
+    g = geometry or model_geometry(make_model(cfg.model, **model_kwargs(cfg)))  # unseeded: no global RNG reset
     if g['kind'] == 'slab':  # the targets are the slices the network outputs
         return SlabDataset(items, k=cfg.slab, margin=g['slices_lost'] // 2, seed=cfg.seed, crop=crop, **kwargs)
     if g['kind'] == 'slice': return SliceDataset(items, seed=cfg.seed, crop=crop, **kwargs)
